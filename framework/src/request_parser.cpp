@@ -1,0 +1,107 @@
+#include "request_parser.hpp"
+
+#include <boost/beast/core/string.hpp>
+#include <boost/beast/http/error.hpp>
+#include <boost/beast/http/field.hpp>
+
+namespace keel::detail {
+
+namespace http = boost::beast::http;
+
+request_parser::request_parser(request& req, std::size_t max_head, std::size_t max_header_count,
+                               std::size_t max_body)
+    : req_(req), max_header_count_(max_header_count) {
+  req_.clear();
+  header_limit(static_cast<std::uint32_t>(max_head));
+  body_limit(max_body);
+}
+
+void request_parser::reject(error_code& ec, unsigned status, std::string_view detail) {
+  reject_status_ = status;
+  reject_detail_ = detail;
+  ec = http::error::bad_value;
+}
+
+void request_parser::on_request_impl(verb method, std::string_view method_str,
+                                     std::string_view target, int version, error_code&) {
+  req_.method_ = method;
+  req_.version_ = static_cast<unsigned>(version);
+  req_.method_ref_ = req_.store(method_str);
+  req_.target_ref_ = req_.store(target);
+}
+
+namespace {
+
+// The last coding of a Transfer-Encoding list, trimmed.
+std::string_view last_coding(std::string_view value) {
+  auto comma = value.rfind(',');
+  auto last = comma == std::string_view::npos ? value : value.substr(comma + 1);
+  while (!last.empty() && (last.front() == ' ' || last.front() == '\t')) last.remove_prefix(1);
+  while (!last.empty() && (last.back() == ' ' || last.back() == '\t')) last.remove_suffix(1);
+  auto semi = last.find(';');
+  return semi == std::string_view::npos ? last : last.substr(0, semi);
+}
+
+}  // namespace
+
+void request_parser::on_field_impl(http::field name, std::string_view name_string,
+                                   std::string_view value, error_code& ec) {
+  if (req_.headers_.size() >= max_header_count_) {
+    return reject(ec, 431, "too many header fields");
+  }
+  switch (name) {
+    case http::field::host:
+      ++host_count_;
+      break;
+    case http::field::transfer_encoding:
+      has_transfer_encoding_ = true;
+      // Only the last Transfer-Encoding line's last coding frames the body.
+      transfer_encoding_ends_chunked_ = boost::beast::iequals(last_coding(value), "chunked");
+      break;
+    case http::field::content_length:
+      has_content_length_ = true;
+      break;
+    case http::field::expect:
+      expect_continue_ = boost::beast::iequals(value, "100-continue");
+      break;
+    default:
+      break;
+  }
+  auto n = req_.store(name_string);
+  auto v = req_.store(value);
+  req_.headers_.push_back({n, v});
+}
+
+void request_parser::on_header_impl(error_code& ec) {
+  // RFC 9112 §3.2: exactly one Host in HTTP/1.1, at most one otherwise.
+  if (req_.version_ >= 11 && host_count_ == 0) return reject(ec, 400, "missing Host header");
+  if (host_count_ > 1) return reject(ec, 400, "repeated Host header");
+  if (has_transfer_encoding_) {
+    // §6.1: a request whose final coding is not chunked cannot be framed; and a
+    // request with both framings is a smuggling attempt more often than not.
+    if (req_.version_ < 11) return reject(ec, 400, "Transfer-Encoding in an HTTP/1.0 request");
+    if (!transfer_encoding_ends_chunked_) {
+      return reject(ec, 400, "Transfer-Encoding whose final coding is not chunked");
+    }
+    if (has_content_length_) return reject(ec, 400, "both Transfer-Encoding and Content-Length");
+  }
+  req_.keep_alive_ = keep_alive();
+  chunked_ = is_chunked();
+}
+
+void request_parser::on_body_init_impl(boost::optional<std::uint64_t> const& content_length,
+                                       error_code&) {
+  if (content_length) req_.body_.reserve(static_cast<std::size_t>(*content_length));
+}
+
+std::size_t request_parser::on_body_impl(std::string_view body, error_code&) {
+  req_.body_.append(body);
+  return body.size();
+}
+
+std::size_t request_parser::on_chunk_body_impl(std::uint64_t, std::string_view body, error_code&) {
+  req_.body_.append(body);
+  return body.size();
+}
+
+}  // namespace keel::detail

@@ -1,0 +1,56 @@
+#pragma once
+// keel's request parser: Beast's basic_parser (the RFC 9112 grammar) feeding a
+// keel::request whose storage is reused across requests, plus the checks RFC
+// 9112 makes a server's duty that Beast leaves to its user (Host rules,
+// Transfer-Encoding rules, header count).
+#include <keel/request.hpp>
+
+#include <boost/beast/http/basic_parser.hpp>
+
+#include <string_view>
+
+namespace keel::detail {
+
+class request_parser final : public boost::beast::http::basic_parser<true> {
+ public:
+  using error_code = boost::beast::error_code;
+
+  request_parser(request& req, std::size_t max_head, std::size_t max_header_count,
+                 std::size_t max_body);
+
+  /// Non-zero when the request broke a rule of ours: the status to answer with.
+  unsigned reject_status() const { return reject_status_; }
+  std::string_view reject_detail() const { return reject_detail_; }
+  bool expects_continue() const { return expect_continue_; }
+  bool chunked_body() const { return chunked_; }
+
+ private:
+  void reject(error_code& ec, unsigned status, std::string_view detail);
+
+  void on_request_impl(verb method, std::string_view method_str, std::string_view target,
+                       int version, error_code& ec) override;
+  void on_response_impl(int, std::string_view, int, error_code&) override {}
+  void on_field_impl(boost::beast::http::field name, std::string_view name_string,
+                     std::string_view value, error_code& ec) override;
+  void on_header_impl(error_code& ec) override;
+  void on_body_init_impl(boost::optional<std::uint64_t> const& content_length,
+                         error_code& ec) override;
+  std::size_t on_body_impl(std::string_view body, error_code& ec) override;
+  void on_chunk_header_impl(std::uint64_t, std::string_view, error_code&) override {}
+  std::size_t on_chunk_body_impl(std::uint64_t remain, std::string_view body,
+                                 error_code& ec) override;
+  void on_finish_impl(error_code&) override {}
+
+  request& req_;
+  std::size_t max_header_count_;
+  unsigned reject_status_ = 0;
+  std::string_view reject_detail_;
+  unsigned host_count_ = 0;
+  bool has_transfer_encoding_ = false;
+  bool has_content_length_ = false;
+  bool transfer_encoding_ends_chunked_ = false;
+  bool expect_continue_ = false;
+  bool chunked_ = false;
+};
+
+}  // namespace keel::detail
