@@ -7,6 +7,7 @@
 namespace keel::detail {
 
 namespace http = boost::beast::http;
+using sv = boost::beast::string_view;
 
 request_parser::request_parser(request& req, std::size_t max_head, std::size_t max_header_count,
                                std::size_t max_body)
@@ -22,12 +23,13 @@ void request_parser::reject(error_code& ec, unsigned status, std::string_view de
   ec = http::error::bad_value;
 }
 
-void request_parser::on_request_impl(verb method, std::string_view method_str,
-                                     std::string_view target, int version, error_code&) {
+void request_parser::on_request_impl(verb method, sv method_str,
+                                     sv target, int version, error_code&) {
   req_.method_ = method;
   req_.version_ = static_cast<unsigned>(version);
   req_.method_ref_ = req_.store(method_str);
   req_.target_ref_ = req_.store(target);
+  request_line_done_ = true;
 }
 
 namespace {
@@ -44,8 +46,8 @@ std::string_view last_coding(std::string_view value) {
 
 }  // namespace
 
-void request_parser::on_field_impl(http::field name, std::string_view name_string,
-                                   std::string_view value, error_code& ec) {
+void request_parser::on_field_impl(http::field name, sv name_string,
+                                   sv value, error_code& ec) {
   if (req_.headers_.size() >= max_header_count_) {
     return reject(ec, 431, "too many header fields");
   }
@@ -86,7 +88,7 @@ void request_parser::on_header_impl(error_code& ec) {
     if (has_content_length_) return reject(ec, 400, "both Transfer-Encoding and Content-Length");
   }
   req_.keep_alive_ = keep_alive();
-  chunked_ = is_chunked();
+  chunked_ = chunked();
 }
 
 void request_parser::on_body_init_impl(boost::optional<std::uint64_t> const& content_length,
@@ -94,12 +96,12 @@ void request_parser::on_body_init_impl(boost::optional<std::uint64_t> const& con
   if (content_length) req_.body_.reserve(static_cast<std::size_t>(*content_length));
 }
 
-std::size_t request_parser::on_body_impl(std::string_view body, error_code&) {
+std::size_t request_parser::on_body_impl(sv body, error_code&) {
   req_.body_.append(body);
   return body.size();
 }
 
-std::size_t request_parser::on_chunk_body_impl(std::uint64_t, std::string_view body, error_code&) {
+std::size_t request_parser::on_chunk_body_impl(std::uint64_t, sv body, error_code&) {
   req_.body_.append(body);
   return body.size();
 }

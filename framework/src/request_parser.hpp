@@ -14,6 +14,7 @@ namespace keel::detail {
 class request_parser final : public boost::beast::http::basic_parser<true> {
  public:
   using error_code = boost::beast::error_code;
+  using sv = boost::beast::string_view;
 
   request_parser(request& req, std::size_t max_head, std::size_t max_header_count,
                  std::size_t max_body);
@@ -23,21 +24,23 @@ class request_parser final : public boost::beast::http::basic_parser<true> {
   std::string_view reject_detail() const { return reject_detail_; }
   bool expects_continue() const { return expect_continue_; }
   bool chunked_body() const { return chunked_; }
+  /// Whether the request line has been parsed (Beast consumes it before the fields).
+  bool request_line_done() const { return request_line_done_; }
 
  private:
   void reject(error_code& ec, unsigned status, std::string_view detail);
 
-  void on_request_impl(verb method, std::string_view method_str, std::string_view target,
+  void on_request_impl(verb method, sv method_str, sv target,
                        int version, error_code& ec) override;
-  void on_response_impl(int, std::string_view, int, error_code&) override {}
-  void on_field_impl(boost::beast::http::field name, std::string_view name_string,
-                     std::string_view value, error_code& ec) override;
+  void on_response_impl(int, sv, int, error_code&) override {}
+  void on_field_impl(boost::beast::http::field name, sv name_string,
+                     sv value, error_code& ec) override;
   void on_header_impl(error_code& ec) override;
   void on_body_init_impl(boost::optional<std::uint64_t> const& content_length,
                          error_code& ec) override;
-  std::size_t on_body_impl(std::string_view body, error_code& ec) override;
-  void on_chunk_header_impl(std::uint64_t, std::string_view, error_code&) override {}
-  std::size_t on_chunk_body_impl(std::uint64_t remain, std::string_view body,
+  std::size_t on_body_impl(sv body, error_code& ec) override;
+  void on_chunk_header_impl(std::uint64_t, sv, error_code&) override {}
+  std::size_t on_chunk_body_impl(std::uint64_t remain, sv body,
                                  error_code& ec) override;
   void on_finish_impl(error_code&) override {}
 
@@ -51,6 +54,7 @@ class request_parser final : public boost::beast::http::basic_parser<true> {
   bool transfer_encoding_ends_chunked_ = false;
   bool expect_continue_ = false;
   bool chunked_ = false;
+  bool request_line_done_ = false;
 };
 
 }  // namespace keel::detail

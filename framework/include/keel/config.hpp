@@ -73,11 +73,13 @@ class config {
     std::string value;
     std::string help;
     bool is_flag = false;
+    std::string default_value;  ///< for usage()
   };
   void set(std::string_view name, std::string_view value, std::string_view source);
 
   std::string program_;
   options server_;
+  options defaults_;  ///< server_ as it was before load(), for usage()
   std::map<std::string, app_setting, std::less<>> app_;
   std::vector<std::string> positional_;
   bool help_ = false;

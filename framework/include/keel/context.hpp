@@ -20,6 +20,7 @@
 #include <boost/json/value.hpp>
 
 #include <any>
+#include <exception>
 #include <array>
 #include <memory>
 #include <optional>
@@ -77,7 +78,7 @@ class context {
   /// The TCP peer.
   asio::ip::tcp::endpoint const& peer() const { return peer_; }
   /// The client address: the peer, or what a trusted proxy says it is.
-  std::string const& client_address() const { return client_address_; }
+  std::string const& client_address() const;
   void set_client_address(std::string a) { client_address_ = std::move(a); }
 
   /// The request's trace (a new random trace when no middleware set one).
@@ -151,12 +152,18 @@ class context {
   detail::path_params const* params_ = nullptr;
   std::string_view route_ = "unmatched";
   asio::ip::tcp::endpoint peer_;
-  std::string client_address_;
+  mutable std::string client_address_;
   std::optional<trace_context> trace_;
   std::string request_id_;
   clock::time_point deadline_ = clock::time_point::max();
   std::vector<value_slot> values_;
 };
+
+/// The response keel gives for an exception that escaped a handler: 504 when
+/// the request's deadline cancelled it, an http_error's own status and headers,
+/// 422 with "errors" for a json::validation_error, else 500 whose detail carries
+/// the exception's text only in dev_mode.
+response response_for_exception(context& ctx, std::exception_ptr e);
 
 }  // namespace keel
 

@@ -48,6 +48,10 @@ inline bool enabled(level l) { return static_cast<int>(l) >= static_cast<int>(ge
 void write(level l, std::string_view msg, std::initializer_list<field> fields = {});
 /// Queues an already formatted line (a complete JSON object without newline).
 void write_raw(std::string line);
+/// Queues an already formatted line that ends in '\n', from a buffer the
+/// caller keeps and reuses (a thread_local string): nothing is allocated on the
+/// caller's side, unlike write_raw(), which takes its string. The access log's path.
+void write_line(std::string_view line_with_newline);
 
 inline void debug(std::string_view m, std::initializer_list<field> f = {}) { if (enabled(level::debug)) write(level::debug, m, f); }
 inline void info(std::string_view m, std::initializer_list<field> f = {}) { if (enabled(level::info)) write(level::info, m, f); }

@@ -1,0 +1,67 @@
+#pragma once
+// keel::app: a router with a server and the endpoints every keel service has.
+//
+//   int main(int argc, char** argv) {
+//     keel::config cfg("hello");
+//     return keel::serve(cfg, argc, argv, [](keel::app& app, keel::config const&) {
+//       app.get("/plaintext", [](keel::context&) -> keel::task<keel::response> {
+//         co_return keel::response::text("Hello, World!");
+//       });
+//     });
+//   }
+//
+// serve() reads the configuration (file < environment < flags, SPEC §4),
+// answers --help, fails with a message naming a bad setting, registers
+// /healthz and /readyz, prints `listening on http://HOST:PORT` once ready and
+// drains on SIGINT/SIGTERM, returning 0.
+#include <keel/config.hpp>
+#include <keel/options.hpp>
+#include <keel/router.hpp>
+#include <keel/server.hpp>
+
+#include <functional>
+#include <memory>
+#include <string>
+
+namespace keel {
+
+class app : public router {
+ public:
+  explicit app(options opts = {});
+  ~app();
+
+  options const& settings() const { return opts_; }
+  /// The server, created on first use (listen/start); settings are fixed then.
+  keel::server& server();
+
+  /// Adds a listener; without one, start() listens on settings().listen.
+  void listen(std::string_view host_port);
+  /// Starts accepting on the I/O threads and returns.
+  void start();
+  /// Graceful drain (SPEC §2); returns at once, wait() joins.
+  void stop();
+  void wait();
+  /// start(), print the listening line, serve until SIGINT/SIGTERM, drain. Returns 0.
+  int run();
+
+  std::uint16_t port() const;
+  std::string url() const;
+
+  /// Registers a callback run when the server starts draining (e.g. to stop
+  /// background work). Runs on an I/O thread.
+  void on_stop(std::function<void()> f) { stop_hooks_.push_back(std::move(f)); }
+
+ private:
+  void add_builtin_routes();
+  options opts_;
+  std::unique_ptr<keel::server> server_;
+  std::vector<std::function<void()>> stop_hooks_;
+  bool builtins_ = false;
+};
+
+/// The standard main(): config, --help, setup, run. Returns the process exit code:
+/// 0 after a drain, 2 for bad configuration, 1 when startup fails.
+int serve(config& cfg, int argc, char** argv,
+          std::function<void(app&, config const&)> const& setup);
+
+}  // namespace keel

@@ -1,0 +1,73 @@
+#include "response_writer.hpp"
+
+#include <boost/beast/core/string.hpp>
+
+#include <charconv>
+#include <ctime>
+
+namespace keel::detail {
+
+std::string_view http_date() {
+  struct cache {
+    std::time_t second = 0;
+    char text[32] = {};
+    std::size_t size = 0;
+  };
+  thread_local cache c;
+  std::time_t now = std::time(nullptr);
+  if (now != c.second) {
+    std::tm tm{};
+    gmtime_r(&now, &tm);
+    c.size = std::strftime(c.text, sizeof c.text, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    c.second = now;
+  }
+  return {c.text, c.size};
+}
+
+namespace {
+
+void append_number(std::string& out, std::size_t n) {
+  char buf[24];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, n);
+  out.append(buf, end);
+}
+
+bool framework_owned(std::string_view name) {
+  return boost::beast::iequals(name, "Content-Length") || boost::beast::iequals(name, "Date") ||
+         boost::beast::iequals(name, "Connection") || boost::beast::iequals(name, "Transfer-Encoding") ||
+         boost::beast::iequals(name, "Server");
+}
+
+}  // namespace
+
+bool render_head(std::string& out, response const& r, framing f) {
+  out.append(f.version == 10 ? "HTTP/1.0 " : "HTTP/1.1 ");
+  append_number(out, r.status);
+  out.push_back(' ');
+  out.append(reason_phrase(r.status));
+  out.append("\r\nServer: keel\r\nDate: ");
+  out.append(http_date());
+  out.append("\r\n");
+  for (auto const& h : r.headers()) {
+    if (framework_owned(h.name)) continue;
+    out.append(h.name);
+    out.append(": ");
+    out.append(h.value);
+    out.append("\r\n");
+  }
+  bool no_body = r.status < 200 || r.status == 204 || r.status == 304;
+  if (!no_body || (r.status == 304 && !r.body.empty())) {
+    out.append("Content-Length: ");
+    append_number(out, r.body.size());
+    out.append("\r\n");
+  }
+  if (!f.keep_alive) {
+    out.append("Connection: close\r\n");
+  } else if (f.version == 10) {
+    out.append("Connection: keep-alive\r\n");
+  }
+  out.append("\r\n");
+  return !no_body && !f.head;
+}
+
+}  // namespace keel::detail

@@ -1,0 +1,24 @@
+#pragma once
+// Renders a response's status line and headers into one contiguous buffer:
+// Beast's serializer costs more in buffer-sequence views than the formatting
+// itself (see docs/performance.md), so keel frames sized bodies on its own.
+#include <keel/response.hpp>
+
+#include <string>
+
+namespace keel::detail {
+
+struct framing {
+  unsigned version = 11;   // of the request
+  bool keep_alive = true;  // what the server decided
+  bool head = false;       // a HEAD request: Content-Length, no body
+};
+
+/// Appends status line, headers and the blank line to `out`. Returns whether the
+/// body must follow (false for HEAD, 1xx, 204 and 304).
+bool render_head(std::string& out, response const& r, framing f);
+
+/// The current IMF-fixdate, cached per thread per second.
+std::string_view http_date();
+
+}  // namespace keel::detail

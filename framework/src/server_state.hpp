@@ -1,0 +1,61 @@
+#pragma once
+// The server's private state, shared by the accept loop, the sessions and stop().
+#include <keel/net.hpp>
+#include <keel/options.hpp>
+#include <keel/router.hpp>
+#include <keel/server.hpp>
+
+#include <boost/asio/executor_work_guard.hpp>
+
+#include <atomic>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <condition_variable>
+#include <optional>
+#include <thread>
+#include <vector>
+
+namespace keel::detail {
+
+class connection;
+
+/// One I/O thread: its io_context and the connections living on it. The list is
+/// touched only from this thread.
+struct io_thread {
+  asio::io_context ioc{1};
+  std::optional<asio::executor_work_guard<executor>> guard;
+  std::thread thread;
+  std::list<connection*> connections;
+};
+
+struct server_state {
+  server_state(options o, router& r) : opts(std::move(o)), routes(r) {}
+
+  options opts;
+  router& routes;
+  std::chrono::milliseconds check_period{1000};  // the shortest HTTP timeout
+  std::vector<std::unique_ptr<io_thread>> threads;
+  std::vector<std::unique_ptr<tcp_acceptor>> acceptors;  // live on threads[0]
+  std::vector<asio::ip::tcp::endpoint> endpoints;
+  std::size_t next_thread = 0;  // accept loop only
+
+  std::atomic<bool> started{false};
+  std::atomic<bool> draining{false};
+  std::atomic<bool> stopping_accept{false};
+  std::atomic<std::uint64_t> active{0};
+  std::atomic<std::uint64_t> ws_active{0};
+  std::atomic<std::uint64_t> accepted{0};
+  std::atomic<std::uint64_t> rejected{0};
+  std::atomic<std::uint64_t> forced{0};
+  std::atomic<std::uint64_t> accept_errors{0};
+  std::atomic<unsigned> accept_loops{0};
+
+  std::mutex done_mutex;
+  std::condition_variable done_cv;
+  bool finished = false;  // under done_mutex: every thread may stop
+
+  void connection_closed();
+};
+
+}  // namespace keel::detail

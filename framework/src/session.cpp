@@ -1,0 +1,332 @@
+// The HTTP/1.1 session: read a head, match the route, read the body, run the
+// chain, write the response, loop while keep-alive holds. Every wait is guarded
+// by the connection's watchdog; errors inside are error codes, and nothing
+// escapes the coroutine.
+#include "connection.hpp"
+#include "request_parser.hpp"
+#include "response_writer.hpp"
+#include "route_tree.hpp"
+#include "router_state.hpp"
+#include "server_state.hpp"
+
+#include <keel/context.hpp>
+#include <keel/log.hpp>
+#include <keel/middleware.hpp>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/http/error.hpp>
+
+#include <poll.h>
+
+#include <algorithm>
+#include <array>
+
+namespace keel::detail {
+
+namespace http = boost::beast::http;
+using boost::system::error_code;
+using tuple_task_t = asio::as_tuple_t<use_task_t>;
+constexpr tuple_task_t tuple_task{};
+
+connection::connection(tcp_socket s, server_state& srv, io_thread& t)
+    : socket(std::move(s)), server(srv), thread(t), accepted_at(clock::now()) {
+  wd = watchdog::create(socket.get_executor(), srv.check_period);
+  error_code ec;
+  peer = socket.remote_endpoint(ec);
+  socket.set_option(asio::ip::tcp::no_delay(true), ec);
+}
+
+connection::~connection() { delist(); }
+
+void connection::enlist() {
+  if (!listed_) registry_pos_ = thread.connections.insert(thread.connections.end(), this);
+  listed_ = true;
+}
+
+void connection::delist() {
+  if (listed_) thread.connections.erase(registry_pos_);
+  listed_ = false;
+}
+
+void connection::watch_peer() {
+  if (watching_) return;
+  watching_ = true;
+  socket.async_wait(tcp_socket::wait_read,
+                    [self = shared_from_this()](error_code ec) { self->on_peer_event(ec); });
+}
+
+void connection::unwatch_peer() {
+  if (!watching_) return;
+  error_code ec;
+  socket.cancel(ec);
+}
+
+void connection::on_peer_event(error_code ec) {
+  watching_ = false;
+  if (ec || state != phase::handling) return;
+  // Readable while a handler runs: either the next pipelined request (keep
+  // it) or the peer leaving (cancel the handler). POLLRDHUP tells them apart
+  // without consuming a byte.
+  pollfd p{socket.native_handle(), POLLIN | POLLRDHUP, 0};
+  if (::poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR))) {
+    reason = cancel_reason::client_gone;
+    wd->cancel_now();
+    return;
+  }
+  watch_peer();
+}
+
+void connection::drain() {
+  if (on_drain) {
+    on_drain();
+    return;
+  }
+  if (state == phase::idle || state == phase::reading_first) {
+    reason = cancel_reason::shutdown;
+    wd->cancel_now();
+  }
+}
+
+void connection::force_close() {
+  reason = cancel_reason::shutdown;
+  wd->cancel_now();
+  error_code ec;
+  socket.close(ec);
+}
+
+namespace {
+
+enum class outcome { ok, closed, reject };
+
+struct head_result {
+  outcome what = outcome::ok;
+  unsigned status = 0;
+  std::string detail;
+};
+
+head_result parse_failure(request_parser const& p, error_code ec) {
+  if (p.reject_status() != 0) return {outcome::reject, p.reject_status(), std::string(p.reject_detail())};
+  if (ec == http::error::header_limit) {
+    if (!p.request_line_done()) {
+      return {outcome::reject, 414, "the request line is longer than max_head"};
+    }
+    return {outcome::reject, 431, "the request head is larger than max_head"};
+  }
+  if (ec == http::error::body_limit) return {outcome::reject, 413, "the body is larger than this route accepts"};
+  return {outcome::reject, 400, "malformed request: " + ec.message()};
+}
+
+task<head_result> read_head(connection& c, request_parser& p, bool fresh) {
+  auto const& o = c.server.opts;
+  bool started = fresh || c.buffer.size() > 0;
+  auto head_deadline = (fresh ? c.accepted_at : clock::now()) + o.header_timeout;
+  for (;;) {
+    if (c.buffer.size() > 0) {
+      error_code ec;
+      auto n = p.put(c.buffer.data(), ec);
+      c.buffer.consume(n);
+      if (!ec && p.is_header_done()) co_return head_result{};
+      if (ec && ec != http::error::need_more) co_return parse_failure(p, ec);
+      if (c.buffer.size() > o.max_head) co_return parse_failure(p, http::error::header_limit);
+    }
+    if (!started && c.server.draining.load(std::memory_order_relaxed)) co_return head_result{outcome::closed};
+    c.state = started ? phase::reading_head : phase::idle;
+    c.wd->arm(started ? head_deadline : clock::now() + o.idle_timeout);
+    auto [ec, n] = co_await c.socket.async_read_some(c.buffer.prepare(4096), tuple_task);
+    c.wd->disarm();
+    if (ec) {
+      // A connection that sent nothing of this request is closed quietly.
+      if (c.wd->fired() && c.buffer.size() > 0) {
+        co_return head_result{outcome::reject, 408, "the request head did not arrive in time"};
+      }
+      co_return head_result{outcome::closed};
+    }
+    c.buffer.commit(n);
+    if (!started) {
+      started = true;
+      head_deadline = clock::now() + o.header_timeout;
+    }
+  }
+}
+
+// Deadline for the next body read: body_timeout, or sooner when the average
+// rate since the body began would fall below body_min_rate (after the grace).
+clock::time_point body_deadline(options const& o, clock::time_point started, std::size_t received) {
+  auto now = clock::now();
+  auto deadline = now + o.body_timeout;
+  if (o.body_min_rate > 0) {
+    auto allowed = std::chrono::milliseconds(received * 1000 / o.body_min_rate);
+    auto rate_deadline = started + std::max<std::chrono::milliseconds>(o.body_min_rate_grace, allowed);
+    deadline = std::min(deadline, std::max(rate_deadline, now + std::chrono::milliseconds(1)));
+  }
+  return deadline;
+}
+
+task<head_result> read_body(connection& c, request_parser& p) {
+  auto const& o = c.server.opts;
+  auto started = clock::now();
+  std::size_t received = 0;
+  while (!p.is_done()) {
+    if (c.buffer.size() > 0) {
+      error_code ec;
+      auto n = p.put(c.buffer.data(), ec);
+      c.buffer.consume(n);
+      received += n;
+      if (ec && ec != http::error::need_more) co_return parse_failure(p, ec);
+      if (p.is_done()) break;
+      if (n > 0) continue;
+      // Nothing consumed: a chunk header longer than any sane one.
+      if (c.buffer.size() > o.max_head) co_return head_result{outcome::reject, 400, "malformed chunked body"};
+    }
+    c.state = phase::reading_body;
+    c.wd->arm(body_deadline(o, started, received));
+    auto [ec, n] = co_await c.socket.async_read_some(c.buffer.prepare(16384), tuple_task);
+    c.wd->disarm();
+    if (ec) {
+      if (c.wd->fired()) co_return head_result{outcome::reject, 408, "the request body did not arrive in time"};
+      co_return head_result{outcome::closed};
+    }
+    c.buffer.commit(n);
+  }
+  co_return head_result{};
+}
+
+task<bool> write_all(connection& c, std::array<asio::const_buffer, 2> buffers) {
+  c.state = phase::writing;
+  c.wd->arm_after(c.server.opts.write_timeout);
+  auto [ec, n] = co_await asio::async_write(c.socket, buffers, tuple_task);
+  c.wd->disarm();
+  co_return !ec;
+}
+
+task<bool> write_response(connection& c, response const& res, framing f) {
+  c.out.clear();
+  bool with_body = render_head(c.out, res, f);
+  std::array<asio::const_buffer, 2> buffers{asio::buffer(c.out), asio::const_buffer()};
+  if (with_body && !res.body.empty()) {
+    // Small bodies travel in the head's buffer: one contiguous send.
+    if (res.body.size() <= 4096) c.out.append(res.body), buffers[0] = asio::buffer(c.out);
+    else buffers[1] = asio::buffer(res.body);
+  }
+  co_return co_await write_all(c, buffers);
+}
+
+// Runs a chain; an exception that no middleware caught still gets its answer.
+task<response> run_guarded(detail::chain const& chain, context& ctx) {
+  std::exception_ptr failure;
+  try {
+    co_return co_await run_chain(chain, ctx);
+  } catch (...) {
+    failure = std::current_exception();
+  }
+  co_return response_for_exception(ctx, failure);
+}
+
+// A rejection (400, 408, 413, 414, 431) answered through the app-wide chain,
+// so it still gets an X-Request-Id, an access line and a count.
+task<response> answer_rejection(connection& c, context& ctx, head_result const& r) {
+  ctx.set(pending_rejection{r.status, r.detail});
+  auto res = co_await run_guarded(c.server.routes.rejection_chain(), ctx);
+  res.close = true;
+  co_return res;
+}
+
+}  // namespace
+
+task<void> run_session(std::shared_ptr<connection> self) {
+  auto& c = *self;
+  auto const& o = c.server.opts;
+  c.enlist();
+  co_await asio::this_coro::throw_if_cancelled(false);
+  path_params params;
+  bool fresh = true;
+  for (;;) {
+    request_parser parser(c.req, o.max_head, o.max_header_count, o.max_body);
+    // Unlimited until the route is known: its own limit applies (SPEC §1).
+    parser.body_limit(boost::none);
+    context ctx(c.req, o, &c);
+    ctx.set_peer(c.peer);
+
+    auto head = co_await read_head(c, parser, fresh);
+    fresh = false;
+    if (c.wd->fired()) co_await asio::this_coro::reset_cancellation_state();
+    if (head.what == outcome::closed) break;
+    if (head.what == outcome::reject) {
+      auto res = co_await answer_rejection(c, ctx, head);
+      co_await write_response(c, res, {c.req.version() == 10 ? 10u : 11u, false, false});
+      break;
+    }
+
+    auto match = c.server.routes.match(c.req.method(), c.req.method_string(), c.req.path(), params);
+    ctx.set_route(match.pattern, &params);
+    auto max_body = match.options && match.options->max_body ? *match.options->max_body : o.max_body;
+    auto handler_timeout = match.options && match.options->handler_timeout
+                               ? *match.options->handler_timeout : o.handler_timeout;
+
+    if (!parser.is_done()) {
+      auto length = parser.content_length();
+      if (length && *length > max_body) {
+        head_result too_big{outcome::reject, 413, "the body is larger than this route accepts"};
+        auto res = co_await answer_rejection(c, ctx, too_big);
+        co_await write_response(c, res, {c.req.version(), false, false});
+        break;
+      }
+      parser.body_limit(max_body);
+      if (parser.expects_continue() && c.req.version() >= 11 && c.buffer.size() == 0) {
+        static constexpr std::string_view cont = "HTTP/1.1 100 Continue\r\n\r\n";
+        if (!co_await write_all(c, {asio::buffer(cont), asio::const_buffer()})) break;
+      }
+      auto body = co_await read_body(c, parser);
+      if (c.wd->fired()) co_await asio::this_coro::reset_cancellation_state();
+      if (body.what == outcome::closed) break;
+      if (body.what == outcome::reject) {
+        auto res = co_await answer_rejection(c, ctx, body);
+        co_await write_response(c, res, {c.req.version(), false, false});
+        break;
+      }
+    }
+
+    c.state = phase::handling;
+    auto deadline = clock::now() + handler_timeout;
+    ctx.set_deadline(deadline);
+    c.wd->arm(deadline);
+    c.watch_peer();
+    // Inside the handler a cancelled request stays cancelled: every further
+    // co_await throws, so a handler cannot wander on past its deadline.
+    co_await asio::this_coro::throw_if_cancelled(true);
+    auto res = co_await run_guarded(*match.chain, ctx);
+    co_await asio::this_coro::throw_if_cancelled(false);
+    c.unwatch_peer();
+    c.wd->disarm();
+    bool handler_cut = c.wd->fired();
+    if (handler_cut || c.reason != cancel_reason::none) {
+      co_await asio::this_coro::reset_cancellation_state();
+    }
+    if (c.reason == cancel_reason::client_gone) break;  // nobody to answer
+    if (handler_cut && res.status != 504) {
+      // The handler swallowed its cancellation; the deadline still decides.
+      res = ctx.problem(504, "the handler did not finish before its deadline");
+    }
+
+    if (res.upgrade && res.status == 101) {
+      c.state = phase::upgraded;
+      co_await res.upgrade(ctx);
+      break;
+    }
+    bool keep_alive = c.req.keep_alive() && !res.close &&
+                      !c.server.draining.load(std::memory_order_relaxed) && !handler_cut;
+    framing f{c.req.version(), keep_alive, c.req.method() == verb::head};
+    if (!co_await write_response(c, res, f)) break;
+    if (!keep_alive) break;
+    c.reason = cancel_reason::none;
+  }
+  c.wd->stop();
+  error_code ec;
+  c.socket.shutdown(tcp_socket::shutdown_send, ec);
+  c.socket.close(ec);
+  c.delist();
+}
+
+}  // namespace keel::detail

@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# keel's two entry points, as the README shows them (run as root):
+#
+#   ./scripts/quickstart.sh run [hello flags...]
+#       install the packages, configure and build the `default` preset, then
+#       run the hello app in the foreground (flags go to it, e.g. --listen).
+#
+#   ./scripts/quickstart.sh test
+#       install the packages (with the browser), then
+#         default preset: configure, build, the whole ctest suite
+#         asan preset:    ASan+UBSan build, ctest labels core|websocket
+#         tsan preset:    TSan build, ctest label concurrency
+#       and print the time each stage took. Exits non-zero if any stage fails;
+#       every stage runs even after an earlier one failed, so one run shows all.
+#
+# Nothing here asks questions; with CI=true it is the same, minus colour.
+# Set KEEL_FAIL_FAST=1 to stop `test` at the first failing stage.
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+
+usage() {
+  sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'
+}
+
+if [[ "${CI:-}" == "true" ]]; then
+  export CLICOLOR_FORCE=0 NO_COLOR=1
+fi
+export DEBIAN_FRONTEND=noninteractive
+
+# ccache (used automatically when installed) skips every source compiled with
+# a precompiled header unless told these are fine; the base dir makes hits
+# independent of where the repo is cloned (CI clones afresh each run).
+export CCACHE_SLOPPINESS="${CCACHE_SLOPPINESS:-pch_defines,time_macros,include_file_mtime,include_file_ctime}"
+export CCACHE_BASEDIR="${CCACHE_BASEDIR:-$root}"
+if [[ "${CI:-}" == "true" ]]; then
+  export CCACHE_NOHASHDIR=1
+fi
+
+fmt_time() { printf '%dm%02ds' $(($1 / 60)) $(($1 % 60)); }
+
+stage_names=()
+stage_times=()
+stage_results=()
+total_passed=0
+total_failed=0
+total_skipped=0
+
+# Add a ctest log's counts to the totals: "NN% tests passed, F tests failed out
+# of T", minus the tests listed as (Skipped) under "did not run".
+count_tests() {
+  local log=$1 line total failed skipped
+  line=$(grep -E '^[0-9]+% tests passed, [0-9]+ tests? failed out of [0-9]+' "$log" | tail -n 1 || true)
+  [[ -n "$line" ]] || return 0
+  failed=$(sed -E 's/.* ([0-9]+) tests? failed out of.*/\1/' <<<"$line")
+  total=$(sed -E 's/.*out of ([0-9]+).*/\1/' <<<"$line")
+  skipped=$(grep -cE '\(Skipped\)$' "$log" || true)
+  total_failed=$((total_failed + failed))
+  total_skipped=$((total_skipped + skipped))
+  total_passed=$((total_passed + total - failed - skipped))
+}
+
+# stage NAME COMMAND...: run, time and record one stage; output is also kept in
+# build/quickstart-NAME.log so its test counts can be summed.
+stage() {
+  local name=$1; shift
+  local log="$root/build/quickstart-$name.log" start rc
+  mkdir -p "$root/build"
+  printf '\n==> [%s] %s\n' "$name" "$*"
+  start=$SECONDS
+  set +e
+  "$@" 2>&1 | tee "$log"
+  rc=${PIPESTATUS[0]}
+  set -e
+  local took=$((SECONDS - start))
+  stage_names+=("$name")
+  stage_times+=("$took")
+  if ((rc != 0)); then
+    stage_results+=("FAILED (exit $rc)")
+  elif grep -q '^No tests were found' "$log"; then
+    stage_results+=("ok, but NO TESTS")  # e.g. a sanitizer label nobody uses yet
+  else
+    stage_results+=("ok")
+  fi
+  printf '==> [%s] %s in %s\n' "$name" "${stage_results[-1]}" "$(fmt_time "$took")"
+  count_tests "$log"
+  return "$rc"
+}
+
+summary() {
+  local i
+  printf '\n==> quickstart summary\n'
+  for i in "${!stage_names[@]}"; do
+    printf '  %-8s %-20s %s\n' "${stage_names[$i]}" "${stage_results[$i]}" "$(fmt_time "${stage_times[$i]}")"
+  done
+  printf '  %-8s %-20s %s\n' total "" "$(fmt_time "$SECONDS")"
+  printf 'tests: %d passed, %d failed, %d skipped\n' "$total_passed" "$total_failed" "$total_skipped"
+}
+
+cmd=${1:-}
+[[ $# -gt 0 ]] && shift
+
+case "$cmd" in
+  run)
+    stage deps bash "$root/scripts/install-deps.sh"
+    stage configure cmake --preset default
+    stage build cmake --build --preset default
+    hello="$root/build/default/apps/hello/hello"
+    if [[ ! -x "$hello" ]]; then
+      echo "quickstart: $hello was not built" >&2
+      exit 1
+    fi
+    printf '\n==> running %s %s\n' "$hello" "$*"
+    exec "$hello" "$@"
+    ;;
+  test)
+    failed=0
+    # Without the packages nothing after this can pass: stop here.
+    stage deps bash "$root/scripts/install-deps.sh" --with-browser || { summary; exit 1; }
+    for preset in default asan tsan; do
+      if ! stage "$preset" cmake --workflow --preset "$preset"; then
+        failed=1
+        [[ "${KEEL_FAIL_FAST:-0}" == 1 ]] && break
+      fi
+    done
+    summary
+    exit "$failed"
+    ;;
+  -h|--help|help)
+    usage
+    ;;
+  *)
+    usage >&2
+    exit 2
+    ;;
+esac
