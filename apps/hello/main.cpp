@@ -1,8 +1,11 @@
 // hello: the benchmark app of SPEC §4.
 //   GET /plaintext -> Hello, World!     GET /json -> {"message":"Hello, World!"}
+//   WS /ws/echo echoes; WS /ws/sub?topic=T subscribes; POST /publish?topic=T fans the body out.
 // Usage: hello [--listen HOST:PORT] [--threads N] [--middleware default|none] [--config app.json]
 #include <keel/app.hpp>
+#include <keel/hub.hpp>
 #include <keel/response.hpp>
+#include <keel/ws.hpp>
 
 #include <boost/json/value.hpp>
 
@@ -14,6 +17,34 @@ keel::task<keel::response> plaintext(keel::context&) {
 
 keel::task<keel::response> json(keel::context&) {
   co_return keel::response::json_text(R"({"message":"Hello, World!"})");
+}
+
+keel::task<void> echo(keel::websocket& ws) {
+  for (;;) {
+    auto msg = co_await ws.read();
+    if (!msg) co_return;
+    ws.send(std::move(msg.data), msg.is_binary());
+  }
+}
+
+// Topics for the fan-out bench: no presence, no history.
+keel::local_hub topics;
+
+keel::task<void> subscribe(keel::websocket& ws) {
+  auto topic = ws.ctx().query("topic");
+  if (!topic) co_return co_await ws.close(1008, "topic required");
+  // Named locals, not temporaries: g++ 12 miscompiles some temporaries in coroutines.
+  auto handle = ws.handle();
+  topics.join(*topic, handle);
+  while (co_await ws.read()) {
+  }
+}
+
+keel::task<keel::response> publish(keel::context& ctx) {
+  auto topic = ctx.query("topic");
+  if (!topic) co_return ctx.problem(400, "the topic query parameter is required");
+  auto n = topics.publish(*topic, std::string(ctx.body()));
+  co_return keel::response::json_text("{\"delivered\":" + std::to_string(n) + "}");
 }
 
 }  // namespace
@@ -28,5 +59,8 @@ int main(int argc, char** argv) {
     }
     app.get("/plaintext", plaintext);
     app.get("/json", json);
+    app.ws("/ws/echo", echo);
+    app.ws("/ws/sub", subscribe);
+    app.post("/publish", publish);
   });
 }

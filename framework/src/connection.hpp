@@ -40,6 +40,8 @@ class connection : public std::enable_shared_from_this<connection> {
   cancel_reason reason = cancel_reason::none;
   /// Set by an upgraded protocol to be told about a drain (WebSocket: close 1001).
   std::function<void()> on_drain;
+  /// Set by an upgraded protocol that took the socket: close it at drain_timeout.
+  std::function<void()> on_force_close;
 
   /// Joins (leaves) its thread's registry; on the connection's own thread.
   void enlist();

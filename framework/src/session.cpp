@@ -90,6 +90,7 @@ void connection::drain() {
 }
 
 void connection::force_close() {
+  if (on_force_close) on_force_close();
   reason = cancel_reason::shutdown;
   wd->cancel_now();
   error_code ec;
@@ -310,7 +311,8 @@ task<void> run_session(std::shared_ptr<connection> self) {
       res = ctx.problem(504, "the handler did not finish before its deadline");
     }
 
-    if (res.upgrade && res.status == 101) {
+    // Upgrades (101) and streamed responses (SSE) take the connection over.
+    if (res.upgrade) {
       c.state = phase::upgraded;
       co_await res.upgrade(ctx);
       break;

@@ -18,6 +18,7 @@
 #include <keel/options.hpp>
 #include <keel/router.hpp>
 #include <keel/server.hpp>
+#include <keel/ws.hpp>
 
 #include <functional>
 #include <memory>
@@ -33,6 +34,11 @@ class app : public router {
   options const& settings() const { return opts_; }
   /// The server, created on first use (listen/start); settings are fixed then.
   keel::server& server();
+
+  /// A WebSocket route (see keel/ws.hpp).
+  route_ref ws(std::string_view pattern, ws_handler h, ws_options o = {}) {
+    return add_ws_route(*this, pattern, std::move(h), std::move(o));
+  }
 
   /// Adds a listener; without one, start() listens on settings().listen.
   void listen(std::string_view host_port);

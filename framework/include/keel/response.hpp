@@ -57,9 +57,10 @@ class response {
   /// Ask keel to close the connection after this response.
   bool close = false;
 
-  /// Protocol upgrades (WebSocket) set this: once the response has come back
-  /// through the middleware chain with status 101, the session hands its
-  /// connection to this coroutine instead of writing the response.
+  /// Protocol upgrades (WebSocket) and streamed responses (Server-Sent Events)
+  /// set this: once the response has come back through the middleware chain,
+  /// the session hands its connection to this coroutine instead of writing the
+  /// response; the connection ends when it returns.
   std::function<task<void>(context&)> upgrade;
 
  private:

@@ -1,0 +1,85 @@
+#include <keel/hub.hpp>
+
+#include "ws_state.hpp"
+
+#include <boost/asio/post.hpp>
+
+#include <algorithm>
+#include <unordered_map>
+
+namespace keel {
+
+struct local_hub::impl : std::enable_shared_from_this<impl> {
+  mutable std::mutex mutex;
+  std::unordered_map<std::string, std::vector<ws_handle>> rooms;
+
+  void remove(std::string const& room, ws_handle const& member) {
+    std::lock_guard lock(mutex);
+    auto it = rooms.find(room);
+    if (it == rooms.end()) return;
+    auto& v = it->second;
+    v.erase(std::remove(v.begin(), v.end(), member), v.end());
+    if (v.empty()) rooms.erase(it);
+  }
+};
+
+local_hub::local_hub() : impl_(std::make_shared<impl>()) {}
+local_hub::~local_hub() = default;
+
+void local_hub::join(std::string const& room, ws_handle member) {
+  if (!member || !member.is_open()) return;
+  {
+    std::lock_guard lock(impl_->mutex);
+    auto& v = impl_->rooms[room];
+    if (std::find(v.begin(), v.end(), member) != v.end()) return;
+    v.push_back(member);
+  }
+  // The leave runs on the session's own thread when it ends; the hub may be
+  // gone by then, hence the weak reference.
+  auto* state = member.state();
+  std::weak_ptr<impl> weak = impl_;
+  auto leave = [weak, room, member] {
+    if (auto h = weak.lock()) h->remove(room, member);
+  };
+  if (state->ex.running_in_this_thread()) {
+    state->on_end.push_back(std::move(leave));
+  } else {
+    asio::post(state->ex, [member, leave = std::move(leave)]() mutable {
+      if (member.is_open()) member.state()->on_end.push_back(std::move(leave));
+      else leave();
+    });
+  }
+}
+
+void local_hub::leave(std::string const& room, ws_handle const& member) { impl_->remove(room, member); }
+
+std::size_t local_hub::publish(std::string const& room, std::string message) {
+  std::vector<ws_handle> members;
+  {
+    std::lock_guard lock(impl_->mutex);
+    auto it = impl_->rooms.find(room);
+    if (it == impl_->rooms.end()) return 0;
+    members = it->second;
+  }
+  // One buffer for every recipient.
+  auto shared = std::make_shared<std::string const>(std::move(message));
+  std::size_t sent = 0;
+  for (auto const& m : members) sent += m.send_shared(shared) ? 1 : 0;
+  return sent;
+}
+
+std::size_t local_hub::member_count(std::string const& room) const {
+  std::lock_guard lock(impl_->mutex);
+  auto it = impl_->rooms.find(room);
+  return it == impl_->rooms.end() ? 0 : it->second.size();
+}
+
+std::vector<std::pair<std::string, std::size_t>> local_hub::rooms() const {
+  std::lock_guard lock(impl_->mutex);
+  std::vector<std::pair<std::string, std::size_t>> out;
+  for (auto const& [name, v] : impl_->rooms) out.emplace_back(name, v.size());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+}  // namespace keel

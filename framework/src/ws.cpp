@@ -1,0 +1,473 @@
+// WebSocket: the upgrade route, the session around a user's handler, and the
+// writer that alone writes to the socket (queue, pings, close).
+#include <keel/context.hpp>
+#include <keel/log.hpp>
+#include <keel/metrics.hpp>
+#include <keel/ws.hpp>
+
+#include "connection.hpp"
+#include "server_state.hpp"
+#include "ws_state.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/beast/core/buffers_to_string.hpp>
+#include <boost/beast/core/string.hpp>
+#include <boost/beast/http/empty_body.hpp>
+#include <boost/beast/http/message.hpp>
+#include <boost/beast/websocket/error.hpp>
+#include <boost/beast/websocket/rfc6455.hpp>
+
+#include <atomic>
+
+namespace keel {
+
+namespace beast = boost::beast;
+namespace websocket_ns = boost::beast::websocket;
+using boost::system::error_code;
+
+namespace detail {
+
+namespace {
+std::atomic<std::uint64_t> next_ws_id{1};
+constexpr auto tuple_task = asio::as_tuple(use_task);
+}  // namespace
+
+ws_state::ws_state(tcp_socket socket, ws_settings s, server_state& srv)
+    : stream(std::move(socket)),
+      ex(stream.get_executor()),
+      settings(s),
+      server(srv),
+      id(next_ws_id.fetch_add(1)),
+      last_rx(clock::now()),
+      wake_timer_(ex),
+      write_wd_(watchdog::create(ex, s.write_timeout)),
+      inbox_timer_(ex),
+      reader_timer_(ex),
+      join_timer_(ex) {}
+
+bool ws_state::send(std::shared_ptr<std::string const> data, bool binary) {
+  if (!open.load(std::memory_order_relaxed)) return false;
+  auto size = data->size();
+  auto before = queued_bytes_.fetch_add(size, std::memory_order_relaxed);
+  // One message always fits an empty queue; beyond the limit the peer is too slow.
+  if (before > 0 && before + size > settings.send_queue) {
+    queued_bytes_.fetch_sub(size, std::memory_order_relaxed);
+    asio::post(ex, [self = shared_from_this()] { self->overflow(); });
+    return false;
+  }
+  outbound m{std::move(data), binary};
+  if (ex.running_in_this_thread()) {
+    enqueue(std::move(m));
+  } else {
+    asio::post(ex, [self = shared_from_this(), m = std::move(m)]() mutable { self->enqueue(std::move(m)); });
+  }
+  return true;
+}
+
+void ws_state::enqueue(outbound m) {
+  if (!open.load(std::memory_order_relaxed) || slow_) {
+    queued_bytes_.fetch_sub(m.data->size(), std::memory_order_relaxed);
+    metrics::ws_message_dropped();
+    return;
+  }
+  queue_.push_back(std::move(m));
+  wake();
+}
+
+void ws_state::wake() { wake_timer_.cancel(); }
+
+void ws_state::overflow() {
+  if (slow_ || !open.load()) return;
+  slow_ = true;
+  metrics::ws_dropped(metrics::ws_drop_reason::slow_consumer);
+  wake();
+}
+
+void ws_state::request_close(std::uint16_t code, std::string reason) {
+  if (!ex.running_in_this_thread()) {
+    asio::post(ex, [self = shared_from_this(), code, r = std::move(reason)]() mutable {
+      self->request_close(code, std::move(r));
+    });
+    return;
+  }
+  if (close_requested_) return;
+  close_requested_ = true;
+  close_code_ = code;
+  close_reason_ = std::move(reason);
+  wake();
+}
+
+void ws_state::drain() { request_close(websocket_ns::close_code::going_away, "server shutting down"); }
+
+void ws_state::abort() {
+  open.store(false);
+  error_code ec;
+  beast::get_lowest_layer(stream).close(ec);
+  wake();
+}
+
+task<void> ws_state::writer() {
+  auto self = shared_from_this();
+  auto guarded = [this] { return asio::bind_cancellation_slot(write_wd_->slot(), tuple_task); };
+  for (;;) {
+    if (slow_) {
+      // A slow consumer: what it has not taken is dropped (and counted), a
+      // 1008 is tried for a second, then the connection goes.
+      metrics::ws_message_dropped(queue_.size());
+      queue_.clear();
+      queued_bytes_.store(0);
+      write_wd_->arm_after(std::chrono::seconds(1));
+      websocket_ns::close_reason why(websocket_ns::close_code::policy_error, "send queue overflow");
+      co_await stream.async_close(why, guarded());
+      write_wd_->disarm();
+      abort();
+      break;
+    }
+    if (!queue_.empty() && open.load()) {
+      auto m = std::move(queue_.front());
+      queue_.pop_front();
+      stream.text(!m.binary);
+      write_wd_->arm_after(settings.write_timeout);
+      auto [ec, n] = co_await stream.async_write(asio::buffer(*m.data), guarded());
+      write_wd_->disarm();
+      queued_bytes_.fetch_sub(m.data->size(), std::memory_order_relaxed);
+      if (ec) {
+        metrics::ws_message_dropped(1 + queue_.size());
+        abort();
+        break;
+      }
+      metrics::ws_message_out();
+      continue;
+    }
+    if (!open.load()) {
+      if (!queue_.empty()) metrics::ws_message_dropped(queue_.size());
+      queue_.clear();
+      break;
+    }
+    if (close_requested_) {
+      write_wd_->arm_after(std::min(settings.write_timeout, settings.drain_timeout));
+      websocket_ns::close_reason why(static_cast<websocket_ns::close_code>(close_code_),
+                                     boost::beast::string_view(close_reason_));
+      auto [ec] = co_await stream.async_close(why, guarded());
+      write_wd_->disarm();
+      if (ec || write_wd_->fired()) abort();
+      // The peer's close frame arrives through the pending read, if any.
+      break;
+    }
+    if (writer_stop_) break;
+    auto now = clock::now();
+    auto due = ping_outstanding_ ? ping_sent_ + settings.pong_timeout : last_rx + settings.ping_interval;
+    if (now >= due) {
+      if (ping_outstanding_) {
+        metrics::ws_dropped(metrics::ws_drop_reason::no_pong);
+        abort();
+        break;
+      }
+      ping_outstanding_ = true;
+      ping_sent_ = now;
+      write_wd_->arm_after(settings.write_timeout);
+      auto [ec] = co_await stream.async_ping({}, guarded());
+      write_wd_->disarm();
+      if (ec) {
+        abort();
+        break;
+      }
+      continue;
+    }
+    wake_timer_.expires_at(due);
+    co_await wake_timer_.async_wait(tuple_task);
+  }
+  write_wd_->stop();
+  writer_done_ = true;
+  join_timer_.cancel();
+}
+
+task<void> ws_state::join_writer() {
+  writer_stop_ = true;
+  wake();
+  while (!writer_done_) {
+    join_timer_.expires_at(clock::time_point::max());
+    co_await join_timer_.async_wait(tuple_task);
+  }
+}
+
+namespace {
+
+struct ws_route {
+  ws_handler handler;
+  ws_options options;
+};
+
+bool header_has_token(std::optional<std::string_view> value, std::string_view token) {
+  if (!value) return false;
+  std::string_view v = *value;
+  while (!v.empty()) {
+    auto comma = v.find(',');
+    auto item = v.substr(0, comma);
+    while (!item.empty() && (item.front() == ' ' || item.front() == '\t')) item.remove_prefix(1);
+    while (!item.empty() && (item.back() == ' ' || item.back() == '\t')) item.remove_suffix(1);
+    if (beast::iequals(item, token)) return true;
+    if (comma == std::string_view::npos) break;
+    v.remove_prefix(comma + 1);
+  }
+  return false;
+}
+
+// A browser sends Origin; it must name an allowed origin, by default this host.
+bool origin_allowed(context& ctx, std::vector<std::string> const& allowed) {
+  auto origin = ctx.header("Origin");
+  if (!origin) return true;
+  for (auto const& a : allowed) {
+    if (a == "*" || beast::iequals(a, *origin)) return true;
+  }
+  if (!allowed.empty()) return false;
+  auto scheme_end = origin->find("://");
+  if (scheme_end == std::string_view::npos) return false;
+  auto host = origin->substr(scheme_end + 3);
+  auto req_host = ctx.header("Host");
+  return req_host && beast::iequals(host, *req_host);
+}
+
+std::string pick_subprotocol(context& ctx, std::vector<std::string> const& ours) {
+  auto offered = ctx.header("Sec-WebSocket-Protocol");
+  for (auto const& p : ours) {
+    if (header_has_token(offered, p)) return p;
+  }
+  return {};
+}
+
+task<void> run_ws(context& ctx, std::shared_ptr<ws_route> route, std::string subprotocol) {
+  auto& c = *ctx.connection();
+  auto const& o = c.server.opts;
+  auto const& ro = route->options;
+  ws_settings s{ro.max_message.value_or(o.ws_max_message), ro.ping_interval.value_or(o.ws_ping_interval),
+                ro.pong_timeout.value_or(o.ws_pong_timeout), ro.send_queue.value_or(o.ws_send_queue),
+                o.write_timeout, o.drain_timeout};
+
+  beast::http::request<beast::http::empty_body> req;
+  auto const& kr = ctx.req();
+  req.method_string(kr.method_string());
+  req.target(kr.target());
+  req.version(kr.version());
+  for (auto const& h : kr.headers()) req.insert(h.name, h.value);
+
+  auto state = std::make_shared<ws_state>(std::move(c.socket), s, c.server);
+  state->subprotocol = subprotocol;
+  auto& stream = state->stream;
+  stream.read_message_max(s.max_message);
+  if (ro.permessage_deflate.value_or(o.ws_permessage_deflate)) {
+    websocket_ns::permessage_deflate pmd;
+    pmd.server_enable = true;
+    stream.set_option(pmd);
+  }
+  stream.set_option(websocket_ns::stream_base::decorator([subprotocol](websocket_ns::response_type& res) {
+    res.set(beast::http::field::server, "keel");
+    if (!subprotocol.empty()) res.set(beast::http::field::sec_websocket_protocol, subprotocol);
+  }));
+  auto* raw = state.get();
+  stream.control_callback([raw](websocket_ns::frame_type kind, beast::string_view) {
+    raw->last_rx = clock::now();
+    if (kind == websocket_ns::frame_type::pong) raw->ping_pong_seen();
+  });
+
+  c.wd->arm_after(ro.handshake_timeout.value_or(o.ws_handshake_timeout));
+  auto [ec] = co_await stream.async_accept(req, tuple_task);
+  c.wd->disarm();
+  if (ec) {
+    if (c.wd->fired()) co_await asio::this_coro::reset_cancellation_state();
+    co_return;
+  }
+  c.server.ws_active.fetch_add(1);
+  std::weak_ptr<ws_state> weak = state;
+  c.on_drain = [weak] {
+    if (auto st = weak.lock()) st->drain();
+  };
+  c.on_force_close = [weak] {
+    if (auto st = weak.lock()) st->abort();
+  };
+  if (c.server.draining.load()) state->drain();
+  // Both are joined below, before the session ends.
+  asio::co_spawn(state->ex, state->writer(), [state](std::exception_ptr) {});
+  asio::co_spawn(state->ex, state->reader(), [state](std::exception_ptr) {});
+
+  websocket ws(state, ctx);
+  try {
+    co_await route->handler(ws);
+  } catch (std::exception const& x) {
+    metrics::handler_exception();
+    log::error("websocket handler failed", {{"trace_id", ctx.trace_id()}, {"error", x.what()}});
+    state->request_close(websocket_ns::close_code::internal_error, "internal error");
+  } catch (...) {
+    metrics::handler_exception();
+    state->request_close(websocket_ns::close_code::internal_error, "internal error");
+  }
+  co_await asio::this_coro::reset_cancellation_state();
+  co_await asio::this_coro::throw_if_cancelled(false);
+  if (state->open.load()) state->request_close(websocket_ns::close_code::normal, "");
+  co_await state->join_writer();
+  co_await state->join_reader();
+  state->open.store(false);
+  for (auto& f : state->on_end) f();
+  state->on_end.clear();
+  error_code ignored;
+  beast::get_lowest_layer(stream).close(ignored);
+  c.on_drain = nullptr;
+  c.on_force_close = nullptr;
+  c.server.ws_active.fetch_sub(1);
+}
+
+task<response> upgrade_or_refuse(context& ctx, std::shared_ptr<ws_route> route) {
+  bool upgrade = ctx.method() == verb::get && header_has_token(ctx.header("Upgrade"), "websocket") &&
+                 header_has_token(ctx.header("Connection"), "upgrade");
+  if (!upgrade) {
+    auto r = ctx.problem(426, "this resource speaks WebSocket only");
+    r.set_header("Upgrade", "websocket");
+    r.set_header("Sec-WebSocket-Version", "13");
+    co_return r;
+  }
+  auto const& allowed = route->options.allowed_origins ? *route->options.allowed_origins
+                                                       : ctx.settings().ws_allowed_origins;
+  if (!origin_allowed(ctx, allowed)) co_return ctx.problem(403, "this origin may not open a WebSocket here");
+  response r(101);
+  auto proto = pick_subprotocol(ctx, route->options.subprotocols);
+  r.upgrade = [route, proto](context& c) { return run_ws(c, route, proto); };
+  co_return r;
+}
+
+}  // namespace
+
+void ws_state::ping_pong_seen() { ping_outstanding_ = false; }
+
+task<void> ws_state::reader() {
+  auto self = shared_from_this();
+  namespace err = websocket_ns;
+  for (;;) {
+    // A handler that does not keep up pauses reading; the peer stays alive
+    // in the heartbeat's eyes because it has been sending.
+    if (inbox_.size() >= 64 || inbox_bytes_ >= std::max<std::size_t>(settings.max_message, 64 * 1024)) {
+      last_rx = clock::now();
+      reader_timer_.expires_at(clock::time_point::max());
+      co_await reader_timer_.async_wait(tuple_task);
+      if (!open.load()) break;
+      continue;
+    }
+    read_buffer.clear();
+    auto [ec, n] = co_await stream.async_read(read_buffer, tuple_task);
+    if (ec) {
+      open.store(false);
+      if (ec == err::error::closed) {
+        peer_close_code = stream.reason().code;
+        auto const& why = stream.reason().reason;
+        peer_close_reason.assign(why.data(), why.size());
+      } else if (ec == err::error::message_too_big) {
+        metrics::ws_dropped(metrics::ws_drop_reason::too_big);
+        peer_close_code = err::close_code::too_big;
+      } else if (ec == err::error::bad_frame_payload) {
+        metrics::ws_dropped(metrics::ws_drop_reason::bad_utf8);
+        peer_close_code = err::close_code::bad_payload;
+      } else if (ec == err::condition::protocol_violation) {
+        metrics::ws_dropped(metrics::ws_drop_reason::protocol);
+        peer_close_code = err::close_code::protocol_error;
+      } else {
+        peer_close_code = err::close_code::abnormal;
+      }
+      break;
+    }
+    last_rx = clock::now();
+    ping_pong_seen();
+    metrics::ws_message_in();
+    ws_message m;
+    m.type = stream.got_text() ? ws_message::kind::text : ws_message::kind::binary;
+    m.data = beast::buffers_to_string(read_buffer.data());
+    inbox_bytes_ += m.data.size();
+    inbox_.push_back(std::move(m));
+    inbox_timer_.cancel();
+  }
+  reader_done_ = true;
+  inbox_timer_.cancel();
+  wake();  // the writer has nothing left to wait for
+  join_timer_.cancel();
+}
+
+task<ws_message> ws_state::next_message() {
+  for (;;) {
+    if (!inbox_.empty()) {
+      auto m = std::move(inbox_.front());
+      inbox_.pop_front();
+      inbox_bytes_ -= m.data.size();
+      reader_timer_.cancel();
+      co_return m;
+    }
+    if (reader_done_) {
+      ws_message closed;
+      closed.close_code = peer_close_code ? peer_close_code : 1006;
+      closed.close_reason = peer_close_reason;
+      co_return closed;
+    }
+    inbox_timer_.expires_at(clock::time_point::max());
+    // Woken by the reader; a drain-timeout abort ends the reader too.
+    co_await inbox_timer_.async_wait(tuple_task);
+  }
+}
+
+task<void> ws_state::join_reader() {
+  abort();
+  reader_timer_.cancel();
+  while (!reader_done_) {
+    join_timer_.expires_at(clock::time_point::max());
+    co_await join_timer_.async_wait(tuple_task);
+  }
+}
+
+}  // namespace detail
+
+bool ws_handle::send(std::string text, bool binary) const {
+  if (!state_) return false;
+  return state_->send(std::make_shared<std::string const>(std::move(text)), binary);
+}
+
+bool ws_handle::send_shared(std::shared_ptr<std::string const> data, bool binary) const {
+  return state_ && state_->send(std::move(data), binary);
+}
+
+bool ws_handle::is_open() const { return state_ && state_->open.load(); }
+std::uint64_t ws_handle::id() const { return state_ ? state_->id : 0; }
+
+websocket::websocket(std::shared_ptr<detail::ws_state> s, context& ctx) : state_(std::move(s)), ctx_(ctx) {}
+
+std::string const& websocket::subprotocol() const { return state_->subprotocol; }
+
+task<ws_message> websocket::read() { return state_->next_message(); }
+
+task<bool> websocket::send_wait(std::string data, bool binary) {
+  auto shared = std::make_shared<std::string const>(std::move(data));
+  steady_timer t(co_await asio::this_coro::executor);
+  for (;;) {
+    if (!state_->open.load()) co_return false;
+    if (state_->has_room(shared->size())) co_return state_->send(shared, binary);
+    // The writer drains in its own time; look again shortly.
+    t.expires_after(std::chrono::milliseconds(1));
+    co_await t.async_wait(use_task);
+  }
+}
+
+task<void> websocket::close(std::uint16_t code, std::string reason) {
+  state_->request_close(code, std::move(reason));
+  co_await state_->join_writer();
+}
+
+route_ref add_ws_route(route_group group, std::string_view pattern, ws_handler h, ws_options o) {
+  auto route = std::make_shared<detail::ws_route>(detail::ws_route{std::move(h), std::move(o)});
+  return group.get(pattern, [route](context& ctx) { return detail::upgrade_or_refuse(ctx, route); });
+}
+
+route_ref add_ws_route(router& r, std::string_view pattern, ws_handler h, ws_options o) {
+  auto route = std::make_shared<detail::ws_route>(detail::ws_route{std::move(h), std::move(o)});
+  return r.get(pattern, [route](context& ctx) { return detail::upgrade_or_refuse(ctx, route); });
+}
+
+}  // namespace keel

@@ -1,0 +1,110 @@
+#pragma once
+// One WebSocket connection's state: the Beast stream, the send queue drained by
+// the one writer coroutine, and the heartbeat. Lives on its connection's
+// executor; only send() and the atomics are touched from other threads.
+#include <keel/net.hpp>
+#include <keel/timeout.hpp>
+#include <keel/ws.hpp>
+
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/websocket/stream.hpp>
+
+#include <atomic>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace keel::detail {
+
+struct server_state;
+
+struct ws_settings {
+  std::size_t max_message;
+  std::chrono::milliseconds ping_interval;
+  std::chrono::milliseconds pong_timeout;
+  std::size_t send_queue;
+  std::chrono::milliseconds write_timeout;
+  std::chrono::milliseconds drain_timeout;
+};
+
+class ws_state : public std::enable_shared_from_this<ws_state> {
+ public:
+  using stream_type = boost::beast::websocket::stream<tcp_socket>;
+
+  ws_state(tcp_socket socket, ws_settings settings, server_state& server);
+
+  /// Any thread: queue a message; false when closed or over the queue limit.
+  bool send(std::shared_ptr<std::string const> data, bool binary);
+  /// Any thread: ask the writer to close with `code` after what is queued.
+  void request_close(std::uint16_t code, std::string reason);
+  /// Any thread: the server is draining (close 1001 after the queue).
+  void drain();
+  /// This thread: close the TCP connection now.
+  void abort();
+
+  /// A pong or data frame arrived: the peer is alive.
+  void ping_pong_seen();
+  /// Whether `size` more bytes fit the send queue now.
+  bool has_room(std::size_t size) const {
+    auto q = queued_bytes_.load(std::memory_order_relaxed);
+    return q == 0 || q + size <= settings.send_queue;
+  }
+
+  /// The writer coroutine: queue, pings, close. Spawned once by the session.
+  task<void> writer();
+  /// Stops the writer and waits for it.
+  task<void> join_writer();
+  /// The reader coroutine: reads frames continuously (so pongs and close
+  /// frames are seen even while the handler is busy) into a bounded inbox.
+  task<void> reader();
+  /// The handler's side of the inbox.
+  task<ws_message> next_message();
+  /// Closes the socket and waits for the reader to end.
+  task<void> join_reader();
+
+  stream_type stream;
+  executor ex;
+  ws_settings settings;
+  server_state& server;
+  std::uint64_t id;
+  std::string subprotocol;
+  boost::beast::flat_buffer read_buffer;
+  std::atomic<bool> open{true};
+  clock::time_point last_rx;
+  std::uint16_t peer_close_code = 0;
+  std::string peer_close_reason;
+  /// Run once when the session ends (hub membership, ...), on this thread.
+  std::vector<std::function<void()>> on_end;
+
+ private:
+  struct outbound {
+    std::shared_ptr<std::string const> data;
+    bool binary = false;
+  };
+  void enqueue(outbound m);
+  void wake();
+  void overflow();
+
+  std::deque<outbound> queue_;
+  std::atomic<std::size_t> queued_bytes_{0};
+  steady_timer wake_timer_;
+  std::shared_ptr<watchdog> write_wd_;
+  bool close_requested_ = false;
+  std::uint16_t close_code_ = 1000;
+  std::string close_reason_;
+  bool slow_ = false;
+  bool ping_outstanding_ = false;
+  clock::time_point ping_sent_;
+  bool writer_done_ = false;
+  bool reader_done_ = false;
+  std::deque<ws_message> inbox_;
+  std::size_t inbox_bytes_ = 0;
+  steady_timer inbox_timer_;   // the handler waits here for a message
+  steady_timer reader_timer_;  // the reader waits here while the inbox is full
+  bool writer_stop_ = false;
+  steady_timer join_timer_;
+};
+
+}  // namespace keel::detail
