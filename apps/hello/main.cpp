@@ -3,6 +3,8 @@
 //   WS /ws/echo echoes; WS /ws/sub?topic=T subscribes; POST /publish?topic=T fans the body out.
 // Usage: hello [--listen HOST:PORT] [--threads N] [--middleware default|none] [--config app.json]
 #include <keel/app.hpp>
+#include <keel/middleware/defaults.hpp>
+#include <keel/middleware/metrics.hpp>
 #include <keel/hub.hpp>
 #include <keel/response.hpp>
 #include <keel/ws.hpp>
@@ -57,6 +59,9 @@ int main(int argc, char** argv) {
     if (stack != "default" && stack != "none") {
       throw keel::config_error("--middleware: must be default or none, got \"" + stack + "\"");
     }
+    // `none` is the bench's baseline: no middleware, but /metrics stays (SPEC §4).
+    if (stack == "default") keel::mw::use_defaults(app);
+    else keel::mw::expose_metrics(app);
     app.get("/plaintext", plaintext);
     app.get("/json", json);
     app.ws("/ws/echo", echo);

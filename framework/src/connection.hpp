@@ -38,6 +38,7 @@ class connection : public std::enable_shared_from_this<connection> {
   clock::time_point accepted_at;
   phase state = phase::reading_first;
   cancel_reason reason = cancel_reason::none;
+  std::uint64_t handler_seq = 0;  // which handler run a deferred peer watch belongs to
   /// Set by an upgraded protocol to be told about a drain (WebSocket: close 1001).
   std::function<void()> on_drain;
   /// Set by an upgraded protocol that took the socket: close it at drain_timeout.

@@ -10,7 +10,7 @@ namespace {
 response with_type(std::string body, unsigned status, std::string_view type) {
   response r(status);
   r.body = std::move(body);
-  r.set_header("Content-Type", std::string(type));
+  r.add_header("Content-Type", std::string(type));  // a fresh response: nothing to replace
   return r;
 }
 }  // namespace

@@ -33,9 +33,20 @@ void append_number(std::string& out, std::size_t n) {
 }
 
 bool framework_owned(std::string_view name) {
-  return boost::beast::iequals(name, "Content-Length") || boost::beast::iequals(name, "Date") ||
-         boost::beast::iequals(name, "Connection") || boost::beast::iequals(name, "Transfer-Encoding") ||
-         boost::beast::iequals(name, "Server");
+  if (name.empty()) return false;
+  // Dispatch on the first letter: most headers are compared once or not at all.
+  switch (name[0] | 0x20) {
+    case 'c':
+      return boost::beast::iequals(name, "Content-Length") || boost::beast::iequals(name, "Connection");
+    case 'd':
+      return boost::beast::iequals(name, "Date");
+    case 't':
+      return boost::beast::iequals(name, "Transfer-Encoding");
+    case 's':
+      return boost::beast::iequals(name, "Server");
+    default:
+      return false;
+  }
 }
 
 }  // namespace

@@ -54,11 +54,7 @@ struct router_state {
   bool frozen = false;
 };
 
-/// A framework rejection (400, 408, 413, 431...) waiting to be answered through
-/// the app-wide chain; set on the context before rejection_chain() runs.
-struct pending_rejection {
-  unsigned status = 400;
-  std::string detail;
-};
+// pending_rejection (a framework rejection answered through the app-wide
+// chain) is in keel/context.hpp: middleware asks ctx.rejected_status().
 
 }  // namespace keel::detail

@@ -14,6 +14,7 @@
 #include <keel/middleware.hpp>
 
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/http/error.hpp>
@@ -293,7 +294,12 @@ task<void> run_session(std::shared_ptr<connection> self) {
     auto deadline = clock::now() + handler_timeout;
     ctx.set_deadline(deadline);
     c.wd->arm(deadline);
-    c.watch_peer();
+    // The peer watch is armed only if the handler suspends: the posted check
+    // runs after this turn, when a synchronous handler is already done.
+    auto seq = ++c.handler_seq;
+    asio::post(c.socket.get_executor(), [self, seq] {
+      if (self->state == phase::handling && self->handler_seq == seq) self->watch_peer();
+    });
     // Inside the handler a cancelled request stays cancelled: every further
     // co_await throws, so a handler cannot wander on past its deadline.
     co_await asio::this_coro::throw_if_cancelled(true);

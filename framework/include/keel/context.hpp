@@ -35,6 +35,13 @@ namespace keel {
 namespace detail {
 class connection;
 class path_params;
+
+/// A framework rejection (400, 408, 413, 414, 431) waiting to be answered
+/// through the app-wide chain; set on the context before that chain runs.
+struct pending_rejection {
+  unsigned status = 400;
+  std::string detail;
+};
 }  // namespace detail
 
 /// Why a request's operations were cancelled.
@@ -122,6 +129,15 @@ class context {
   template <class T>
   T const* get() const {
     return const_cast<context*>(this)->get<T>();
+  }
+
+  /// Non-zero while the app-wide chain runs for a request keel itself refused
+  /// (400, 408, 413, 414, 431: the request is incomplete or malformed).
+  /// Middleware that answers on a request's behalf (auth, rate limits) lets
+  /// these through to keel's own answer.
+  unsigned rejected_status() const {
+    auto const* r = get<detail::pending_rejection>();
+    return r ? r->status : 0;
   }
 
   /// The server's settings (read-only).

@@ -1,0 +1,507 @@
+// Server-Sent Events: the stream's queue and its one writer, the handler run
+// beside it, and the watch for a client that leaves.
+//
+// Shape of one stream (all on the connection's thread):
+//   - run_sse (the session coroutine, so the connection watchdog guards it) is
+//     the writer: it drains the queue with write_timeout per write and writes
+//     the heartbeat when nothing else was written for a while;
+//   - the user's handler runs as its own coroutine, bound to a cancellation
+//     signal the writer emits when the stream ends;
+//   - an async_read_some on the socket notices EOF (the client left) while
+//     the writer sleeps: an SSE client sends nothing after its request.
+// run_sse returns only after the handler did, since the handler holds the
+// request's context, which lives in the session's frame.
+#include <keel/log.hpp>
+#include <keel/metrics.hpp>
+#include <keel/sse.hpp>
+
+#include "connection.hpp"
+#include "response_writer.hpp"
+#include "server_state.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/write.hpp>
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <deque>
+#include <vector>
+
+namespace keel {
+
+using boost::system::error_code;
+
+namespace {
+
+constexpr auto tuple_task = asio::as_tuple(use_task);
+
+struct sse_metrics {
+  metrics::gauge& active = metrics::global().add_gauge("keel_sse_streams_active", "Open Server-Sent Events streams.");
+  metrics::counter& events = metrics::global().add_counter("keel_sse_events_total", "Server-Sent Events written.");
+  metrics::counter& dropped =
+      metrics::global().add_counter("keel_sse_events_dropped_total", "Server-Sent Events accepted but never written.");
+  static sse_metrics& get() {
+    static sse_metrics m;
+    return m;
+  }
+};
+
+void append_clean(std::string& out, std::string_view s) {
+  for (char ch : s) {
+    if (ch != '\r' && ch != '\n') out.push_back(ch);
+  }
+}
+
+}  // namespace
+
+std::string format_sse_event(std::string_view event, std::string_view data, std::string_view id) {
+  std::string out;
+  out.reserve(event.size() + data.size() + id.size() + 24);
+  if (!event.empty()) {
+    out.append("event: ");
+    append_clean(out, event);
+    out.push_back('\n');
+  }
+  if (!id.empty()) {
+    out.append("id: ");
+    append_clean(out, id);
+    out.push_back('\n');
+  }
+  // Each line of the data is its own `data:` field; the client joins them with LF.
+  std::size_t pos = 0;
+  for (;;) {
+    auto end = data.find_first_of("\r\n", pos);
+    out.append("data: ");
+    out.append(data.substr(pos, end == std::string_view::npos ? std::string_view::npos : end - pos));
+    out.push_back('\n');
+    if (end == std::string_view::npos) break;
+    pos = end + ((data[end] == '\r' && end + 1 < data.size() && data[end + 1] == '\n') ? 2 : 1);
+    if (pos == data.size()) {
+      out.append("data: \n");
+      break;
+    }
+  }
+  out.push_back('\n');
+  return out;
+}
+
+namespace detail {
+
+class sse_state;
+
+// What handles share: the accounting and a way to reach the stream, but no
+// I/O object, so a handle kept anywhere (a room, a global) may outlive the
+// stream and the server. Once the stream has ended `open` is false and a
+// handle touches nothing else.
+struct sse_shared {
+  sse_shared(executor e, std::size_t l) : ex(e), limit(l) {}
+
+  executor ex;
+  std::size_t limit;
+  std::atomic<bool> open{true};  ///< accepting events
+  std::atomic<std::size_t> queued_bytes{0};
+  std::weak_ptr<sse_state> stream;
+
+  bool has_room(std::size_t size) const {
+    auto q = queued_bytes.load(std::memory_order_relaxed);
+    return q == 0 || q + size <= limit;
+  }
+  bool push(std::string frame);  // any thread
+  void close();                  // any thread
+};
+
+class sse_state : public std::enable_shared_from_this<sse_state> {
+ public:
+  sse_state(executor e, std::size_t limit)
+      : ex(e), shared(std::make_shared<sse_shared>(e, limit)), wake_timer_(e), join_timer_(e) {}
+
+  bool is_open() const { return shared->open.load(); }
+  bool has_room(std::size_t size) const { return shared->has_room(size); }
+
+  /// Queues a frame whose bytes are not yet counted (head, heartbeat, send()).
+  std::uint64_t enqueue(std::string frame) {
+    shared->queued_bytes.fetch_add(frame.size(), std::memory_order_relaxed);
+    return enqueue_accounted(std::move(frame));
+  }
+
+  std::uint64_t enqueue_accounted(std::string frame) {
+    if (ended_) {
+      shared->queued_bytes.fetch_sub(frame.size(), std::memory_order_relaxed);
+      sse_metrics::get().dropped.inc();
+      return 0;
+    }
+    queue_.push_back(std::move(frame));
+    wake();
+    return ++enqueued_;
+  }
+
+  /// No more events: the writer flushes the queue and ends.
+  void close() {
+    shared->open.store(false);
+    wake();
+  }
+
+  /// The client left or a write failed: nothing more can be written.
+  void abort() {
+    aborted = true;
+    shared->open.store(false);
+    wake();
+    notify();
+  }
+
+  void wake() { wake_timer_.cancel(); }
+  void notify() {
+    for (auto* t : waiters_) t->cancel();
+  }
+
+  /// Waits until the writer makes progress or the stream ends.
+  task<void> wait_progress() {
+    steady_timer t(ex, clock::time_point::max());
+    waiters_.push_back(&t);
+    struct unregister {
+      std::vector<steady_timer*>& list;
+      steady_timer* timer;
+      ~unregister() { list.erase(std::remove(list.begin(), list.end(), timer), list.end()); }
+    } guard{waiters_, &t};
+    co_await t.async_wait(tuple_task);
+  }
+
+  task<bool> write_and_wait(std::string frame) {
+    while (!has_room(frame.size())) {
+      if (!is_open() || ended_) co_return false;
+      co_await wait_progress();
+    }
+    if (!is_open() || ended_) co_return false;
+    auto seq = enqueue(std::move(frame));
+    while (written_ < seq) {
+      if (ended_ || aborted) co_return false;
+      co_await wait_progress();
+    }
+    co_return true;
+  }
+
+  task<void> wait_closed() {
+    while (!ended_) co_await wait_progress();
+  }
+
+  /// The writer: run by run_sse, the session's coroutine.
+  task<void> write_loop(connection& c, std::chrono::milliseconds heartbeat) {
+    auto const write_timeout = c.server.opts.write_timeout;
+    auto last_write = clock::now();
+    std::vector<std::string> batch;
+    std::vector<asio::const_buffer> buffers;
+    for (;;) {
+      if (aborted) break;
+      if (!queue_.empty()) {
+        // Several queued events go out in one write.
+        batch.clear();
+        buffers.clear();
+        std::size_t bytes = 0;
+        while (!queue_.empty() && batch.size() < 64 && bytes < 64 * 1024) {
+          bytes += queue_.front().size();
+          batch.push_back(std::move(queue_.front()));
+          queue_.pop_front();
+        }
+        for (auto const& f : batch) buffers.push_back(asio::buffer(f));
+        c.wd->arm_after(write_timeout);
+        auto [ec, n] = co_await asio::async_write(c.socket, buffers, tuple_task);
+        c.wd->disarm();
+        shared->queued_bytes.fetch_sub(bytes, std::memory_order_relaxed);
+        if (ec) {
+          sse_metrics::get().dropped.inc(batch.size());
+          abort();
+          break;
+        }
+        written_ += batch.size();
+        sse_metrics::get().events.inc(batch.size());
+        last_write = clock::now();
+        notify();
+        continue;
+      }
+      if (!is_open()) break;  // closed, and everything queued is written
+      auto due = last_write + heartbeat;
+      if (clock::now() >= due) {
+        enqueue(": keep-alive\n\n");
+        continue;
+      }
+      wake_timer_.expires_at(due);
+      co_await wake_timer_.async_wait(tuple_task);
+    }
+    ended_ = true;
+    shared->open.store(false);
+    if (!queue_.empty()) {
+      sse_metrics::get().dropped.inc(queue_.size());
+      queue_.clear();
+    }
+    shared->queued_bytes.store(0);
+    notify();
+  }
+
+  task<void> join_handler() {
+    while (!handler_done) {
+      join_timer_.expires_at(clock::time_point::max());
+      co_await join_timer_.async_wait(tuple_task);
+    }
+  }
+
+  void handler_finished() {
+    handler_done = true;
+    close();
+    join_timer_.cancel();
+  }
+
+  bool ended() const { return ended_; }
+
+  executor ex;
+  std::shared_ptr<sse_shared> shared;
+  bool aborted = false;  ///< nothing more can be written
+  bool handler_done = false;
+  std::string last_event_id;
+  asio::cancellation_signal handler_cancel;
+  std::array<char, 512> scratch{};
+
+ private:
+  std::deque<std::string> queue_;
+  std::uint64_t enqueued_ = 0;
+  std::uint64_t written_ = 0;
+  bool ended_ = false;  ///< the writer has finished
+  steady_timer wake_timer_;
+  steady_timer join_timer_;
+  std::vector<steady_timer*> waiters_;
+};
+
+bool sse_shared::push(std::string frame) {
+  if (!open.load(std::memory_order_relaxed)) return false;
+  auto size = frame.size();
+  auto before = queued_bytes.fetch_add(size, std::memory_order_relaxed);
+  if (before > 0 && before + size > limit) {
+    queued_bytes.fetch_sub(size, std::memory_order_relaxed);
+    sse_metrics::get().dropped.inc();
+    // A consumer this slow reconnects and resumes from Last-Event-ID.
+    close();
+    return false;
+  }
+  if (ex.running_in_this_thread()) {
+    if (auto s = stream.lock()) {
+      s->enqueue_accounted(std::move(frame));
+      return true;
+    }
+    return false;
+  }
+  asio::post(ex, [w = stream, f = std::move(frame)]() mutable {
+    if (auto s = w.lock()) s->enqueue_accounted(std::move(f));
+  });
+  return true;
+}
+
+void sse_shared::close() {
+  if (!open.exchange(false)) return;  // whoever closed it first woke the writer
+  if (ex.running_in_this_thread()) {
+    if (auto s = stream.lock()) s->wake();
+    return;
+  }
+  asio::post(ex, [w = stream] {
+    if (auto s = w.lock()) s->wake();
+  });
+}
+
+namespace {
+
+struct sse_job {
+  sse_handler handler;
+  sse_options options;
+};
+
+// An SSE client sends nothing after its request, so a completed read is EOF
+// or an error (the client left); stray bytes are discarded.
+void watch_reads(std::shared_ptr<connection> c, std::shared_ptr<sse_state> st) {
+  auto& sock = c->socket;
+  auto& buf = st->scratch;
+  sock.async_read_some(asio::buffer(buf), [c = std::move(c), st = std::move(st)](error_code ec, std::size_t) mutable {
+    if (st->ended()) return;
+    if (ec) {
+      st->abort();
+      error_code ignored;
+      c->socket.cancel(ignored);  // a write stuck on a peer that left
+      return;
+    }
+    watch_reads(std::move(c), std::move(st));
+  });
+}
+
+std::string render_sse_head(context& ctx, sse_options const& o) {
+  std::string out;
+  out.reserve(512);
+  out.append(ctx.req().version() == 10 ? "HTTP/1.0 200 OK\r\n" : "HTTP/1.1 200 OK\r\n");
+  out.append("Server: keel\r\nDate: ");
+  out.append(http_date());
+  out.append(
+      "\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nConnection: close\r\n"
+      "X-Accel-Buffering: no\r\nX-Request-Id: ");
+  out.append(ctx.request_id());
+  static constexpr char hex[] = "0123456789abcdef";
+  auto const& t = ctx.trace();
+  out.append("\r\ntraceresponse: 00-");
+  out.append(t.trace_id);
+  out.push_back('-');
+  out.append(t.span_id);
+  out.push_back('-');
+  out.push_back(hex[t.flags >> 4]);
+  out.push_back(hex[t.flags & 0xf]);
+  out.append("\r\n");
+  for (auto const& [name, value] : o.headers) {
+    out.append(name);
+    out.append(": ");
+    append_clean(out, value);
+    out.append("\r\n");
+  }
+  out.append("\r\n");
+  return out;
+}
+
+task<void> run_sse_handler(std::shared_ptr<sse_state> st, context& ctx, std::shared_ptr<sse_job> job) {
+  sse_stream stream(st, ctx);
+  co_await job->handler(stream);
+}
+
+task<void> run_sse(context& ctx, std::shared_ptr<sse_job> job) {
+  auto* conn = ctx.connection();
+  if (!conn) co_return;
+  auto& c = *conn;
+  auto self = c.shared_from_this();
+  auto const& opts = job->options;
+  auto st = std::make_shared<sse_state>(c.socket.get_executor(), opts.queue_limit);
+  st->shared->stream = st;
+  if (auto h = ctx.header("Last-Event-ID")) st->last_event_id.assign(*h);
+
+  st->enqueue(render_sse_head(ctx, opts));
+  if (ctx.method() == verb::head) {
+    st->close();
+    co_await st->write_loop(c, c.server.opts.sse_heartbeat);
+    if (c.wd->fired()) co_await asio::this_coro::reset_cancellation_state();
+    co_return;
+  }
+  if (opts.retry) st->enqueue("retry: " + std::to_string(opts.retry->count()) + "\n\n");
+
+  auto& m = sse_metrics::get();
+  m.active.inc();
+  std::weak_ptr<sse_state> weak = st;
+  c.on_drain = [weak] {
+    if (auto s = weak.lock()) s->close();
+  };
+  c.on_force_close = [weak] {
+    if (auto s = weak.lock()) s->abort();
+  };
+  if (c.server.draining.load()) st->close();
+  watch_reads(self, st);
+
+  std::string trace_id(ctx.trace_id());
+  auto done = [st, trace_id](std::exception_ptr e) {
+    if (e) {
+      try {
+        std::rethrow_exception(e);
+      } catch (boost::system::system_error const& x) {
+        // The stream ended and cancelled the handler: the normal way out.
+        if (x.code() != asio::error::operation_aborted) {
+          metrics::handler_exception();
+          log::error("sse handler failed", {{"trace_id", trace_id}, {"error", x.what()}});
+        }
+      } catch (std::exception const& x) {
+        metrics::handler_exception();
+        log::error("sse handler failed", {{"trace_id", trace_id}, {"error", x.what()}});
+      } catch (...) {
+        metrics::handler_exception();
+        log::error("sse handler failed", {{"trace_id", trace_id}});
+      }
+    }
+    st->handler_finished();
+  };
+  asio::co_spawn(st->ex, run_sse_handler(st, ctx, job),
+                 asio::bind_cancellation_slot(st->handler_cancel.slot(), std::move(done)));
+
+  co_await st->write_loop(c, opts.heartbeat.value_or(c.server.opts.sse_heartbeat));
+  // From here on, cleanup: a watchdog expiry (write timeout) or a forced close
+  // already did its job and must not cut the join short.
+  co_await asio::this_coro::reset_cancellation_state();
+  if (!st->handler_done) st->handler_cancel.emit(asio::cancellation_type::terminal);
+  co_await st->join_handler();
+  error_code ignored;
+  c.socket.cancel(ignored);  // the EOF watch
+  c.on_drain = nullptr;
+  c.on_force_close = nullptr;
+  m.active.dec();
+}
+
+}  // namespace
+}  // namespace detail
+
+// --- public API ------------------------------------------------------------------
+
+bool sse_handle::push(std::string_view event, std::string_view data, std::string_view id) const {
+  if (!state_ || !state_->open.load(std::memory_order_relaxed)) return false;
+  return state_->push(format_sse_event(event, data, id));
+}
+
+bool sse_handle::push_formatted(std::string frame) const { return state_ && state_->push(std::move(frame)); }
+
+void sse_handle::close() const {
+  if (state_) state_->close();
+}
+
+bool sse_handle::is_open() const { return state_ && state_->open.load(); }
+
+sse_stream::sse_stream(std::shared_ptr<detail::sse_state> s, context& ctx) : state_(std::move(s)), ctx_(ctx) {}
+
+sse_handle sse_stream::handle() const { return sse_handle(state_->shared); }
+
+task<bool> sse_stream::send(std::string_view event, std::string_view data, std::string_view id) {
+  // Formatted before the first suspension: the views need not outlive the call.
+  return state_->write_and_wait(format_sse_event(event, data, id));
+}
+
+task<bool> sse_stream::comment(std::string_view text) {
+  std::string frame = ": ";
+  for (char ch : text) frame.push_back(ch == '\r' || ch == '\n' ? ' ' : ch);
+  frame.append("\n\n");
+  return state_->write_and_wait(std::move(frame));
+}
+
+task<void> sse_stream::wait_closed() { return state_->wait_closed(); }
+
+std::string const& sse_stream::last_event_id() const { return state_->last_event_id; }
+
+response sse_response(context& ctx, sse_handler h, sse_options o) {
+  (void)ctx;
+  response r(200);
+  r.set_header("Content-Type", "text/event-stream");
+  r.set_header("Cache-Control", "no-cache");
+  auto job = std::make_shared<detail::sse_job>(detail::sse_job{std::move(h), std::move(o)});
+  r.upgrade = [job](context& c) { return detail::run_sse(c, job); };
+  return r;
+}
+
+namespace {
+
+task<response> sse_route(context& ctx, std::shared_ptr<detail::sse_job> job) {
+  co_return sse_response(ctx, job->handler, job->options);
+}
+
+}  // namespace
+
+route_ref add_sse_route(route_group group, std::string_view pattern, sse_handler h, sse_options o) {
+  auto job = std::make_shared<detail::sse_job>(detail::sse_job{std::move(h), std::move(o)});
+  return group.get(pattern, [job](context& ctx) { return sse_route(ctx, job); });
+}
+
+route_ref add_sse_route(router& r, std::string_view pattern, sse_handler h, sse_options o) {
+  auto job = std::make_shared<detail::sse_job>(detail::sse_job{std::move(h), std::move(o)});
+  return r.get(pattern, [job](context& ctx) { return sse_route(ctx, job); });
+}
+
+}  // namespace keel
