@@ -30,18 +30,39 @@ std::int64_t now_ms() {
 
 }  // namespace
 
-std::shared_ptr<rooms::room_state> rooms::find(std::string const& room, bool create) {
-  std::lock_guard lock(mutex_);
+std::shared_ptr<rooms::room_state> rooms::lock(std::string const& room, bool create,
+                                               std::unique_lock<std::mutex>& lk) {
+  for (;;) {
+    std::shared_ptr<room_state> r;
+    {
+      std::lock_guard map_lock(mutex_);
+      auto it = rooms_.find(room);
+      if (it != rooms_.end()) r = it->second;
+      else if (create) r = rooms_.emplace(room, std::make_shared<room_state>()).first->second;
+      else return nullptr;
+    }
+    lk = std::unique_lock(r->mutex);
+    if (!r->dead) return r;
+    lk.unlock();  // reaped in between: look it up again
+  }
+}
+
+void rooms::reap(std::string const& room) {
+  std::lock_guard map_lock(mutex_);
   auto it = rooms_.find(room);
-  if (it != rooms_.end()) return it->second;
-  if (!create) return nullptr;
-  // Rooms live as long as the process, so their history outlives their members.
-  return rooms_.emplace(room, std::make_shared<room_state>()).first->second;
+  if (it == rooms_.end()) return;
+  auto& r = *it->second;
+  std::lock_guard lk(r.mutex);
+  // A room with history stays: its history outlives its members.
+  if (r.members.empty() && r.listeners.empty() && r.history.empty()) {
+    r.dead = true;
+    rooms_.erase(it);
+  }
 }
 
 void rooms::join(std::string const& room, std::string const& name, keel::ws_handle const& ws) {
-  auto r = find(room, true);
-  std::lock_guard lock(r->mutex);
+  std::unique_lock<std::mutex> lk;
+  auto r = lock(room, true, lk);
   // The others hear of the joiner before it becomes a hub member: it does not
   // get its own presence event.
   hub_.publish(room, presence("join", name));
@@ -69,20 +90,23 @@ void rooms::join(std::string const& room, std::string const& name, keel::ws_hand
 }
 
 void rooms::leave(std::string const& room, keel::ws_handle const& ws) {
-  auto r = find(room, false);
-  if (!r) return;
-  std::lock_guard lock(r->mutex);
-  auto it = std::find_if(r->members.begin(), r->members.end(), [&](member const& m) { return m.ws == ws; });
-  if (it == r->members.end()) return;
-  auto name = std::move(it->name);
-  r->members.erase(it);
-  hub_.leave(room, ws);
-  hub_.publish(room, presence("leave", name));
+  {
+    std::unique_lock<std::mutex> lk;
+    auto r = lock(room, false, lk);
+    if (!r) return;
+    auto it = std::find_if(r->members.begin(), r->members.end(), [&](member const& m) { return m.ws == ws; });
+    if (it == r->members.end()) return;
+    auto name = std::move(it->name);
+    r->members.erase(it);
+    hub_.leave(room, ws);
+    hub_.publish(room, presence("leave", name));
+  }
+  reap(room);
 }
 
 void rooms::post(std::string const& room, std::string const& from, std::string const& text) {
-  auto r = find(room, true);
-  std::lock_guard lock(r->mutex);
+  std::unique_lock<std::mutex> lk;
+  auto r = lock(room, true, lk);
   auto seq = r->next_seq++;
   auto id = std::to_string(seq);
   json::object o;
@@ -119,8 +143,8 @@ std::vector<std::pair<std::string, std::size_t>> rooms::list() const {
 }
 
 void rooms::listen(std::string const& room, std::string_view last_event_id, keel::sse_handle const& h) {
-  auto r = find(room, true);
-  std::lock_guard lock(r->mutex);
+  std::unique_lock<std::mutex> lk;
+  auto r = lock(room, true, lk);
   // Ids are the room's sequence numbers: resume after a known one; an empty,
   // foreign or future id (from before a restart) gets the whole history.
   std::uint64_t after = 0;
@@ -136,10 +160,13 @@ void rooms::listen(std::string const& room, std::string_view last_event_id, keel
 }
 
 void rooms::unlisten(std::string const& room, keel::sse_handle const& h) {
-  auto r = find(room, false);
-  if (!r) return;
-  std::lock_guard lock(r->mutex);
-  std::erase(r->listeners, h);
+  {
+    std::unique_lock<std::mutex> lk;
+    auto r = lock(room, false, lk);
+    if (!r) return;
+    std::erase(r->listeners, h);
+  }
+  reap(room);
 }
 
 }  // namespace chat

@@ -67,12 +67,18 @@ class rooms {
     std::deque<message> history;
     std::uint64_t next_seq = 1;
     std::vector<keel::sse_handle> listeners;
+    bool dead = false;  ///< removed from the map: look the room up again
   };
 
-  std::shared_ptr<room_state> find(std::string const& room, bool create);
+  /// The room, locked; created when missing if `create`. Null if absent.
+  std::shared_ptr<room_state> lock(std::string const& room, bool create, std::unique_lock<std::mutex>& lk);
+  /// Forgets a room that holds nothing (no members, listeners or history), so
+  /// probing room names costs no memory.
+  void reap(std::string const& room);
 
   keel::hub& hub_;
-  mutable std::mutex mutex_;  // guards rooms_ (the map, not the rooms)
+  // Guards rooms_ (the map, not the rooms). Lock order: this, then a room's.
+  mutable std::mutex mutex_;
   std::map<std::string, std::shared_ptr<room_state>, std::less<>> rooms_;
 };
 

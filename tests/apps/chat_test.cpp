@@ -244,6 +244,40 @@ TEST_CASE("a late joiner gets the last 50 messages, ids unique in the room", "[c
   CHECK(chat.stop() == 0);
 }
 
+TEST_CASE("a room keeps its history when its members leave; an empty room can be joined again", "[chat]") {
+  auto chat = start_chat();
+  {
+    member alice(chat.port(), member::target("kept", "alice"));
+    alice.read();
+    alice.say("still here later");
+    alice.read("message");
+    alice.close();
+    member ghost(chat.port(), member::target("empty", "ghost"));
+    ghost.read();
+    ghost.close();
+  }
+  {
+    // A listener that leaves an empty room behind.
+    sse_client probe(chat.port(), "/api/rooms/empty/events");
+    REQUIRE(probe.read_contains("\r\n\r\n"));
+  }
+  CHECK(kt::eventually([&] { return json::parse(kt::request(chat.port(), "GET", "/api/rooms").body) == json::array(); }));
+  member bob(chat.port(), member::target("kept", "bob"));
+  auto j = bob.read();
+  REQUIRE(j.at("history").as_array().size() == 1);
+  CHECK(str(j.at("history").as_array()[0].at("text")) == "still here later");
+  CHECK(names(j.at("members")) == std::vector<std::string>{"bob"});
+  member again(chat.port(), member::target("empty", "again"));
+  auto je = again.read();
+  CHECK(je.at("history").as_array().empty());
+  CHECK(names(je.at("members")) == std::vector<std::string>{"again"});
+  again.say("hello");
+  CHECK(str(again.read().at("id")) == "1");
+  bob.close();
+  again.close();
+  CHECK(chat.stop() == 0);
+}
+
 TEST_CASE("/api/rooms counts the members of each room", "[chat]") {
   auto chat = start_chat();
   CHECK(json::parse(kt::request(chat.port(), "GET", "/api/rooms").body) == json::array());
