@@ -1,6 +1,7 @@
 #include <keel/app.hpp>
 #include <keel/context.hpp>
 #include <keel/log.hpp>
+#include <keel/offload.hpp>
 
 #include <cstdio>
 #include <iostream>
@@ -30,18 +31,17 @@ void app::listen(std::string_view host_port) { server().listen(host_port); }
 
 void app::start() {
   add_builtin_routes();
+  offload_pool::configure(opts_.offload_threads, opts_.offload_queue);
   server().start();
 }
 
-void app::stop() {
-  for (auto& f : stop_hooks_) f();
-  server().stop();
-}
+void app::stop() { server().stop(); }
 
 void app::wait() { server().wait(); }
 
 int app::run() {
   add_builtin_routes();
+  offload_pool::configure(opts_.offload_threads, opts_.offload_queue);
   server().run_until_signal([this] {
     std::printf("listening on %s\n", url().c_str());
     std::fflush(stdout);

@@ -194,6 +194,8 @@ server::~server() {
     stop();
     wait();
   }
+  // Hooks may own what reads this server (metrics sources): gone before it is.
+  state_->stop_hooks.clear();
 }
 
 void server::listen(std::string_view host_port) {
@@ -214,10 +216,14 @@ void server::listen(std::string_view host_port) {
   s.acceptors.push_back(std::move(a));
 }
 
-std::uint16_t server::port(std::size_t i) const { return state_->endpoints.at(i).port(); }
+std::uint16_t server::port(std::size_t i) const {
+  auto const& eps = state_->endpoints;
+  return i < eps.size() ? eps[i].port() : 0;
+}
 
 std::string server::url(std::size_t i) const {
-  auto const& ep = state_->endpoints.at(i);
+  if (i >= state_->endpoints.size()) return {};
+  auto const& ep = state_->endpoints[i];
   auto host = ep.address().to_string();
   if (ep.address().is_v6()) host = "[" + host + "]";
   return "http://" + host + ":" + std::to_string(ep.port());
@@ -252,9 +258,18 @@ void server::start() {
   }
 }
 
+void server::on_stop(std::function<void()> f) { state_->stop_hooks.push_back(std::move(f)); }
+
 void server::stop() {
   auto& s = *state_;
   if (!s.started.load() || s.draining.exchange(true)) return;
+  for (auto& f : s.stop_hooks) {
+    try {
+      f();
+    } catch (std::exception const& x) {
+      log::error("stop hook failed", {{"error", x.what()}});
+    }
+  }
   asio::co_spawn(s.threads[0]->ioc.get_executor(), drain(s), [](std::exception_ptr e) {
     if (e) log::error("drain failed");
   });

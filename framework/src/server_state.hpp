@@ -12,6 +12,7 @@
 #include <memory>
 #include <mutex>
 #include <condition_variable>
+#include <functional>
 #include <optional>
 #include <thread>
 #include <vector>
@@ -50,6 +51,8 @@ struct server_state {
   std::atomic<std::uint64_t> forced{0};
   std::atomic<std::uint64_t> accept_errors{0};
   std::atomic<unsigned> accept_loops{0};
+
+  std::vector<std::function<void()>> stop_hooks;
 
   std::mutex done_mutex;
   std::condition_variable done_cv;

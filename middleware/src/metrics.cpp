@@ -165,7 +165,7 @@ void expose_metrics(keel::app& app, std::string_view path) {
                        metrics::type::counter, [] { return double(log::dropped()); });
   // The sources read the server, so they must be gone before it is, also
   // while another app in the process is being scraped. An app destroys its
-  // stop hooks before its server (its routes only after): a hook owns them.
+  // server clears its stop hooks before the rest of it goes: a hook owns them.
   app.on_stop([e] {});
   keel::app* a = &app;
   app.get(path, [raw, a](context& ctx) {

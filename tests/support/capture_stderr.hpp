@@ -20,6 +20,8 @@ namespace keel::test {
 class capture_stderr {
  public:
   capture_stderr() {
+    // Lines queued before (an earlier test's) go where they were meant to.
+    keel::log::flush();
     char name[] = "/tmp/keel_mw_test_XXXXXX";
     fd_ = ::mkstemp(name);
     path_ = name;

@@ -53,15 +53,14 @@ class app : public router {
   std::uint16_t port() const;
   std::string url() const;
 
-  /// Registers a callback run when the server starts draining (e.g. to stop
-  /// background work). Runs on an I/O thread.
-  void on_stop(std::function<void()> f) { stop_hooks_.push_back(std::move(f)); }
+  /// Registers a callback run once when the server starts draining (stop(),
+  /// SIGINT or SIGTERM), e.g. to stop background work.
+  void on_stop(std::function<void()> f) { server().on_stop(std::move(f)); }
 
  private:
   void add_builtin_routes();
   options opts_;
   std::unique_ptr<keel::server> server_;
-  std::vector<std::function<void()>> stop_hooks_;
   bool builtins_ = false;
 };
 

@@ -49,9 +49,9 @@ class server {
   /// Adds a listener ("127.0.0.1:8080", "[::1]:0"). Throws std::system_error
   /// naming the address when it cannot bind. Before start().
   void listen(std::string_view host_port);
-  /// The bound port of the i-th listener (useful with port 0).
+  /// The bound port of the i-th listener (useful with port 0); 0 before listen().
   std::uint16_t port(std::size_t i = 0) const;
-  /// "http://127.0.0.1:8080" of the i-th listener.
+  /// "http://127.0.0.1:8080" of the i-th listener; empty before listen().
   std::string url(std::size_t i = 0) const;
 
   /// Raises RLIMIT_NOFILE, starts the threads and begins accepting.
@@ -66,6 +66,10 @@ class server {
   /// start(), then wait for SIGINT/SIGTERM (which call stop()), then wait().
   /// `on_ready` runs once listening (the apps print their line there).
   void run_until_signal(std::function<void()> on_ready = {});
+
+  /// Runs `f` once when the drain begins (stop(), SIGINT, SIGTERM), on the
+  /// thread that started it. Register before start().
+  void on_stop(std::function<void()> f);
 
   bool draining() const;
   server_stats stats() const;
