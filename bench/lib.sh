@@ -45,21 +45,33 @@ GORILLA=${BENCH_GORILLA_DIR:-/usr/share/gocode/src/github.com/gorilla/websocket}
 APT_PACKAGES="wrk nginx-light golang-go golang-github-gorilla-websocket-dev valgrind"
 
 ensure_peers() {
-  local missing=() c
+  local missing=() c pkgs=$APT_PACKAGES
   for c in wrk nginx go valgrind taskset; do command -v "$c" >/dev/null || missing+=("$c"); done
   [[ -d $GORILLA ]] || missing+=(gorilla)
-  local pkgs=$APT_PACKAGES
-  command -v node >/dev/null && command -v npm >/dev/null || { missing+=(node); pkgs="$pkgs nodejs npm"; }
+  # Only what is missing: NodeSource's nodejs ships npm and conflicts with Debian's npm.
+  command -v node >/dev/null || { missing+=(node); pkgs="$pkgs nodejs"; }
+  command -v npm >/dev/null || { missing+=(npm); pkgs="$pkgs npm"; }
   if ((${#missing[@]})); then
     say "missing: ${missing[*]}; installing from Debian: $pkgs"
     [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null || skip "cannot install ${missing[*]} (needs root and apt-get)"
     export DEBIAN_FRONTEND=noninteractive
-    # shellcheck disable=SC2086
-    if ! timeout 900 apt-get install -y --no-install-recommends $pkgs >"$LOGS/apt.log" 2>&1; then
-      timeout 300 apt-get update >>"$LOGS/apt.log" 2>&1
-      timeout 900 apt-get install -y --no-install-recommends $pkgs >>"$LOGS/apt.log" 2>&1 ||
-        skip "apt-get install failed (no network?), see $LOGS/apt.log"
+    # nginx-light must not start the system's nginx on port 80: a policy-rc.d
+    # (exit 101, "action forbidden") keeps apt from starting services.
+    local policy=/usr/sbin/policy-rc.d own_policy=0
+    if [[ ! -e $policy ]]; then
+      printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 755 "$policy" && own_policy=1
     fi
+    local ok=0
+    # shellcheck disable=SC2086
+    if timeout 900 apt-get install -y --no-install-recommends $pkgs >"$LOGS/apt.log" 2>&1; then
+      ok=1
+    else
+      timeout 300 apt-get update >>"$LOGS/apt.log" 2>&1
+      # shellcheck disable=SC2086
+      timeout 900 apt-get install -y --no-install-recommends $pkgs >>"$LOGS/apt.log" 2>&1 && ok=1
+    fi
+    ((own_policy)) && rm -f "$policy"
+    ((ok)) || skip "apt-get install failed (no network?), see $LOGS/apt.log"
   fi
   for c in wrk nginx go valgrind taskset node npm; do command -v "$c" >/dev/null || skip "$c still missing"; done
   [[ -d $GORILLA ]] || skip "gorilla/websocket still missing"

@@ -13,7 +13,8 @@
 //       opens and holds N connections: the server's RSS growth per connection.
 //   wsload fanout    --url ws://H:P/ws/sub?topic=T --publish http://H:P/publish?topic=T -c N -k K
 //       N subscribers, K publishes one after another: time until the last
-//       subscriber has each message, p50/p99/max over the K publishes.
+//       subscriber has each message, p50/p99/max over the K publishes; with --pid,
+//       the server's CPU per delivered message (the publish phase, pauses included).
 //   wsload slowloris --url http://H:P/ -c 1000 -d D [--interval 1]
 //       N connections each sending a request head one header line a second.
 //   wsload http      --url http://H:P/path -n N -c C [--expect BODY]
@@ -386,6 +387,7 @@ int run_fanout(options const& o) {
   int rc = 0, warm_posts = 0;
   std::string failure;
   double cpu0 = 0, cpu1 = 0;
+  long long srv0 = 0, srv1 = 0;
   clk::time_point wall0, wall1;
   asio::co_spawn(ctx.get_executor(), [&]() -> task<void> {
     auto ex = co_await asio::this_coro::executor;
@@ -426,6 +428,7 @@ int run_fanout(options const& o) {
     }
     co_await sleep_for(std::chrono::milliseconds(100));
     cpu0 = self_cpu_seconds();
+    srv0 = cpu_ticks(o.pid);
     wall0 = clk::now();
     for (int k = 0; k < o.count; ++k) {
       st.sent[k] = clk::now();
@@ -439,6 +442,7 @@ int run_fanout(options const& o) {
       co_await sleep_for(std::chrono::milliseconds(10));
     }
     cpu1 = self_cpu_seconds();
+    srv1 = cpu_ticks(o.pid);
     wall1 = clk::now();
     st.done = true;
     ctx.stop();
@@ -455,9 +459,10 @@ int run_fanout(options const& o) {
   }
   auto max_last = to_last.empty() ? 0.0 : *std::max_element(to_last.begin(), to_last.end()) / 1e6;
   std::printf("mode=fanout subscribers=%d open=%d failed=%d dropped=%d publishes=%d complete=%d warmup_posts=%d "
-              "first_p50_ms=%.3f last_p50_ms=%.3f last_p99_ms=%.3f last_max_ms=%.3f wsload_cpu_pct=%.0f%s%s\n",
+              "first_p50_ms=%.3f last_p50_ms=%.3f last_p99_ms=%.3f last_max_ms=%.3f server_cpu_us_per_delivery=%.3f wsload_cpu_pct=%.0f%s%s\n",
               o.conns, st.open, st.failed, st.dropped, o.count, complete, warm_posts, pct_ms(to_first, 0.5),
               pct_ms(to_last, 0.5), pct_ms(to_last, 0.99), max_last,
+              o.pid > 0 && st.open > 0 ? ticks_to_us(srv1 - srv0) / (double(o.count) * st.open) : 0.0,
               wall1 > wall0 ? 100.0 * (cpu1 - cpu0) / std::chrono::duration<double>(wall1 - wall0).count() : 0.0,
               failure.empty() ? "" : " error=",
               failure.empty() ? "" : failure.c_str());
