@@ -1,8 +1,12 @@
 #include <keel/response.hpp>
 
+#include "response_writer.hpp"
+
 #include <boost/beast/core/string.hpp>
 #include <boost/json/serialize.hpp>
 #include <boost/json/value.hpp>
+
+#include <tuple>
 
 namespace keel {
 
@@ -10,7 +14,7 @@ namespace {
 response with_type(std::string body, unsigned status, std::string_view type) {
   response r(status);
   r.body = std::move(body);
-  r.add_header("Content-Type", std::string(type));  // a fresh response: nothing to replace
+  r.add_header("Content-Type", type);  // a fresh response: nothing to replace
   return r;
 }
 }  // namespace
@@ -33,36 +37,71 @@ response response::redirect(std::string location, unsigned status) {
   return r;
 }
 
-void response::set_header(std::string_view name, std::string value) {
-  for (auto it = headers_.begin(); it != headers_.end(); ++it) {
-    if (boost::beast::iequals(it->name, name)) {
-      it->value = std::move(value);
-      // Later duplicates would contradict the value just set.
-      for (auto j = it + 1; j != headers_.end();) {
-        if (boost::beast::iequals(j->name, name)) j = headers_.erase(j);
-        else ++j;
-      }
-      return;
+namespace {
+
+// Where the line of the first header called `name` starts and ends, or npos.
+std::pair<std::size_t, std::size_t> find_line(std::string const& lines, std::string_view name, std::size_t from = 0) {
+  while (from < lines.size()) {
+    auto end = lines.find("\r\n", from);
+    if (end == std::string::npos) break;
+    auto colon = lines.find(':', from);
+    if (colon < end && boost::beast::iequals(std::string_view(lines).substr(from, colon - from), name)) {
+      return {from, end + 2};
     }
+    from = end + 2;
   }
-  headers_.push_back({std::string(name), std::move(value)});
+  return {std::string::npos, std::string::npos};
 }
 
-void response::add_header(std::string name, std::string value) {
-  headers_.push_back({std::move(name), std::move(value)});
+void append_clean(std::string& out, std::string_view text) {
+  for (char c : text) out.push_back(c == '\r' || c == '\n' || c == '\0' ? ' ' : c);
+}
+
+}  // namespace
+
+void response::header_range::iterator::parse() {
+  auto end = rest_.find("\r\n");
+  if (end == std::string_view::npos) {
+    rest_ = rest_.substr(rest_.size());
+    line_ = 0;
+    return;
+  }
+  line_ = end + 2;
+  auto colon = rest_.find(':');
+  current_.name = rest_.substr(0, colon);
+  current_.value = rest_.substr(colon + 2, end - colon - 2);
+}
+
+void response::set_header(std::string_view name, std::string_view value) {
+  if (value.data() >= fields_.data() && value.data() < fields_.data() + fields_.size()) {
+    std::string own(value);  // a view of a header about to move
+    set_header(name, own);
+    return;
+  }
+  remove_header(name);
+  add_header(name, value);
+}
+
+void response::add_header(std::string_view name, std::string_view value) {
+  // Enough for the usual few headers of a response in one allocation.
+  if (fields_.empty()) fields_.reserve(256);
+  append_clean(fields_, name.substr(0, name.find(':')));
+  fields_.append(": ");
+  append_clean(fields_, value);
+  fields_.append("\r\n");
+  if (detail::is_framework_header(name)) framework_header_ = true;
 }
 
 std::optional<std::string_view> response::header(std::string_view name) const {
-  for (auto const& f : headers_) {
-    if (boost::beast::iequals(f.name, name)) return std::string_view(f.value);
-  }
-  return std::nullopt;
+  auto [begin, end] = find_line(fields_, name);
+  if (begin == std::string::npos) return std::nullopt;
+  auto value = begin + name.size() + 2;
+  return std::string_view(fields_).substr(value, end - 2 - value);
 }
 
 void response::remove_header(std::string_view name) {
-  for (auto it = headers_.begin(); it != headers_.end();) {
-    if (boost::beast::iequals(it->name, name)) it = headers_.erase(it);
-    else ++it;
+  for (auto [begin, end] = find_line(fields_, name); begin != std::string::npos; std::tie(begin, end) = find_line(fields_, name, begin)) {
+    fields_.erase(begin, end - begin);
   }
 }
 

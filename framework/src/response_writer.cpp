@@ -32,7 +32,9 @@ void append_number(std::string& out, std::size_t n) {
   out.append(buf, end);
 }
 
-bool framework_owned(std::string_view name) {
+}  // namespace
+
+bool is_framework_header(std::string_view name) {
   if (name.empty()) return false;
   // Dispatch on the first letter: most headers are compared once or not at all.
   switch (name[0] | 0x20) {
@@ -49,8 +51,6 @@ bool framework_owned(std::string_view name) {
   }
 }
 
-}  // namespace
-
 bool render_head(std::string& out, response const& r, framing f) {
   out.append(f.version == 10 ? "HTTP/1.0 " : "HTTP/1.1 ");
   append_number(out, r.status);
@@ -59,12 +59,17 @@ bool render_head(std::string& out, response const& r, framing f) {
   out.append("\r\nServer: keel\r\nDate: ");
   out.append(http_date());
   out.append("\r\n");
-  for (auto const& h : r.headers()) {
-    if (framework_owned(h.name)) continue;
-    out.append(h.name);
-    out.append(": ");
-    out.append(h.value);
-    out.append("\r\n");
+  if (!r.has_framework_header()) {
+    out.append(r.header_lines());
+  } else {
+    // Rare: a handler set a header keel frames itself; keel's own wins.
+    for (auto h : r.headers()) {
+      if (is_framework_header(h.name)) continue;
+      out.append(h.name);
+      out.append(": ");
+      out.append(h.value);
+      out.append("\r\n");
+    }
   }
   bool no_body = r.status < 200 || r.status == 204 || r.status == 304;
   if (!no_body || (r.status == 304 && !r.body.empty())) {

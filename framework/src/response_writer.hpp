@@ -18,6 +18,10 @@ struct framing {
 /// body must follow (false for HEAD, 1xx, 204 and 304).
 bool render_head(std::string& out, response const& r, framing f);
 
+/// Content-Length, Connection, Date, Server, Transfer-Encoding: keel frames
+/// responses itself, so a handler's own values for these are dropped.
+bool is_framework_header(std::string_view name);
+
 /// The current IMF-fixdate, cached per thread per second.
 std::string_view http_date();
 

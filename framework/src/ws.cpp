@@ -266,19 +266,19 @@ task<void> run_ws(context& ctx, std::shared_ptr<ws_route> route, std::string sub
   }
   // The 101 carries what the middleware chain set (X-Request-Id,
   // traceresponse, CORS, a user's own headers), except the handshake's own.
-  std::vector<response::field> extra;
-  for (auto const& h : chain.headers()) {
+  std::vector<std::pair<std::string, std::string>> extra;
+  for (auto h : chain.headers()) {
     if (!beast::iequals(h.name, "Upgrade") && !beast::iequals(h.name, "Connection") &&
         !beast::iequals(h.name, "Sec-WebSocket-Accept") && !beast::iequals(h.name, "Sec-WebSocket-Protocol") &&
         !beast::iequals(h.name, "Sec-WebSocket-Extensions") && !beast::iequals(h.name, "Server")) {
-      extra.push_back(h);
+      extra.emplace_back(h.name, h.value);
     }
   }
   stream.set_option(websocket_ns::stream_base::decorator(
       [subprotocol, extra = std::move(extra)](websocket_ns::response_type& res) {
         res.set(beast::http::field::server, "keel");
         if (!subprotocol.empty()) res.set(beast::http::field::sec_websocket_protocol, subprotocol);
-        for (auto const& h : extra) res.insert(h.name, h.value);
+        for (auto const& [name, value] : extra) res.insert(name, value);
       }));
   auto* raw = state.get();
   stream.control_callback([raw](websocket_ns::frame_type kind, beast::string_view) {

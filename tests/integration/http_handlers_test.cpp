@@ -236,3 +236,27 @@ TEST_CASE("connections beyond max_connections are closed at once and counted", "
     }
   }));
 }
+
+TEST_CASE("a header value cannot smuggle in another header or a body", "[handlers][headers]") {
+  keel::app app(test_options());
+  app.get("/go", [](context& ctx) -> task<response> {
+    // A redirect to user input, the classic response-splitting hole.
+    co_return response::redirect(ctx.query("to").value_or("/"));
+  });
+  app.get("/framed", [](context&) -> task<response> {
+    auto r = response::text("abc");
+    r.set_header("Content-Length", "999");  // keel frames responses itself
+    r.set_header("X-Kept", "yes");
+    co_return r;
+  });
+  kt::running_app run(app);
+  auto r = run.get("/go?to=%2Fhome%0D%0AX-Evil:%201%0D%0A%0D%0A<html>");
+  CHECK(r.status == 302);
+  CHECK_FALSE(r.has_header("X-Evil"));
+  CHECK(r.header("Location") == "/home  X-Evil: 1    <html>");
+  CHECK(r.body.empty());
+  auto f = run.get("/framed");
+  CHECK(f.body == "abc");
+  CHECK(f.header("Content-Length") == "3");
+  CHECK(f.header("X-Kept") == "yes");
+}

@@ -11,8 +11,10 @@
 // keel::context::problem().
 #include <keel/net.hpp>
 
-#include <boost/container/small_vector.hpp>
 #include <boost/json/fwd.hpp>
+
+#include <cstddef>
+#include <iterator>
 
 #include <functional>
 #include <optional>
@@ -25,9 +27,49 @@ class context;
 
 class response {
  public:
+  /// One header, viewing the response's storage (valid until it changes).
   struct field {
-    std::string name;
-    std::string value;
+    std::string_view name;
+    std::string_view value;
+  };
+  /// The headers in order, as `field`s: `for (auto [name, value] : r.headers())`.
+  class header_range {
+   public:
+    class iterator {
+     public:
+      using iterator_category = std::forward_iterator_tag;
+      using value_type = field;
+      using difference_type = std::ptrdiff_t;
+      using pointer = void;
+      using reference = field;
+      iterator() = default;
+      iterator(std::string_view rest) : rest_(rest) { parse(); }
+      field operator*() const { return current_; }
+      iterator& operator++() {
+        rest_.remove_prefix(line_);
+        parse();
+        return *this;
+      }
+      iterator operator++(int) {
+        auto old = *this;
+        ++*this;
+        return old;
+      }
+      friend bool operator==(iterator const& a, iterator const& b) { return a.rest_.size() == b.rest_.size(); }
+
+     private:
+      void parse();
+      std::string_view rest_;
+      std::size_t line_ = 0;
+      field current_;
+    };
+    explicit header_range(std::string_view lines) : lines_(lines) {}
+    iterator begin() const { return iterator(lines_); }
+    iterator end() const { return iterator(lines_.substr(lines_.size())); }
+    bool empty() const { return lines_.empty(); }
+
+   private:
+    std::string_view lines_;
   };
 
   response() = default;
@@ -44,13 +86,19 @@ class response {
   /// A redirect (301, 302, 303, 307 or 308) to `location`.
   static response redirect(std::string location, unsigned status = 302);
 
-  /// Replaces every header of that name (case-insensitive).
-  void set_header(std::string_view name, std::string value);
+  /// Replaces every header of that name (case-insensitive). CR, LF and NUL
+  /// in a value become spaces, so no value can start another header.
+  void set_header(std::string_view name, std::string_view value);
   /// Adds a header even if one of that name exists (Set-Cookie, Vary, ...).
-  void add_header(std::string name, std::string value);
+  void add_header(std::string_view name, std::string_view value);
   std::optional<std::string_view> header(std::string_view name) const;
   void remove_header(std::string_view name);
-  auto const& headers() const { return headers_; }
+  header_range headers() const { return header_range(fields_); }
+  /// The headers as `Name: value\r\n` lines, ready for the wire.
+  std::string_view header_lines() const { return fields_; }
+  /// True when a header keel frames itself (Content-Length, Connection, Date,
+  /// Server, Transfer-Encoding) was set: the writer then drops those.
+  bool has_framework_header() const { return framework_header_; }
 
   unsigned status = 200;
   std::string body;
@@ -65,7 +113,11 @@ class response {
   std::function<task<void>(context&, response const&)> upgrade;
 
  private:
-  boost::container::small_vector<field, 4> headers_;
+  // One string of wire-ready lines rather than a container of strings: a
+  // response moves through every middleware layer, and this moves as one
+  // pointer, costs one allocation and is written with one append.
+  std::string fields_;
+  bool framework_header_ = false;
 };
 
 /// The reason phrase of a status code ("Not Found"); "Unknown" for others.
