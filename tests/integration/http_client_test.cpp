@@ -299,6 +299,19 @@ TEST_CASE("a GET and JSON calls to a keel app reuse one pooled connection", "[ht
   CHECK(st->idle == 1);
 }
 
+TEST_CASE("an error status is returned, and the JSON helpers refuse it", "[http_client]") {
+  keel::app up(test_options());
+  upstream_routes(up);
+  kt::running_app running(up);
+  http_client client;
+  io_thread io;
+  auto r = io.result(fetch(client, running.url() + "/nowhere"));
+  CHECK(r.status == 404);
+  CHECK(failure_of(io, client.get_json(running.url() + "/nowhere")) == http_client_errc::protocol);
+  CHECK(failure_of(io, client.get_json(running.url() + "/hello")) == http_client_errc::protocol);  // not JSON
+  CHECK(client.stats(running.url())->created == 1);  // error statuses keep the connection
+}
+
 TEST_CASE("redirects are followed for GET up to the limit", "[http_client]") {
   keel::app up(test_options());
   upstream_routes(up);
