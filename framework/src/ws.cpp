@@ -36,11 +36,10 @@ std::atomic<std::uint64_t> next_ws_id{1};
 constexpr auto tuple_task = asio::as_tuple(use_task);
 }  // namespace
 
-ws_state::ws_state(tcp_socket socket, ws_settings s, server_state& srv)
+ws_state::ws_state(tcp_socket socket, ws_settings s)
     : stream(std::move(socket)),
       ex(stream.get_executor()),
       settings(s),
-      server(srv),
       id(next_ws_id.fetch_add(1)),
       last_rx(clock::now()),
       wake_timer_(ex),
@@ -255,7 +254,7 @@ task<void> run_ws(context& ctx, std::shared_ptr<ws_route> route, std::string sub
   req.version(kr.version());
   for (auto const& h : kr.headers()) req.insert(h.name, h.value);
 
-  auto state = std::make_shared<ws_state>(std::move(c.socket), s, c.server);
+  auto state = std::make_shared<ws_state>(std::move(c.socket), s);
   state->subprotocol = subprotocol;
   auto& stream = state->stream;
   stream.read_message_max(s.max_message);
@@ -268,11 +267,7 @@ task<void> run_ws(context& ctx, std::shared_ptr<ws_route> route, std::string sub
     res.set(beast::http::field::server, "keel");
     if (!subprotocol.empty()) res.set(beast::http::field::sec_websocket_protocol, subprotocol);
   }));
-  auto* raw = state.get();
-  stream.control_callback([raw](websocket_ns::frame_type kind, beast::string_view) {
-    raw->last_rx = clock::now();
-    if (kind == websocket_ns::frame_type::pong) raw->ping_pong_seen();
-  });
+  state->watch_control_frames();
 
   c.wd->arm_after(ro.handshake_timeout.value_or(o.ws_handshake_timeout));
   auto [ec] = co_await stream.async_accept(req, tuple_task);
@@ -341,6 +336,13 @@ task<response> upgrade_or_refuse(context& ctx, std::shared_ptr<ws_route> route) 
 }  // namespace
 
 void ws_state::ping_pong_seen() { ping_outstanding_ = false; }
+
+void ws_state::watch_control_frames() {
+  stream.control_callback([this](websocket_ns::frame_type kind, beast::string_view) {
+    last_rx = clock::now();
+    if (kind == websocket_ns::frame_type::pong) ping_pong_seen();
+  });
+}
 
 task<void> ws_state::reader() {
   auto self = shared_from_this();
@@ -411,6 +413,13 @@ task<ws_message> ws_state::next_message() {
     inbox_timer_.expires_at(clock::time_point::max());
     // Woken by the reader; a drain-timeout abort ends the reader too.
     co_await inbox_timer_.async_wait(tuple_task);
+  }
+}
+
+task<void> ws_state::wait_ended() {
+  while (!reader_done_ && !writer_done_) {
+    join_timer_.expires_at(clock::time_point::max());
+    co_await join_timer_.async_wait(tuple_task);
   }
 }
 
