@@ -70,7 +70,7 @@ bool ws_state::send(std::shared_ptr<std::string const> data, bool binary) {
 void ws_state::enqueue(outbound m) {
   if (!open.load(std::memory_order_relaxed) || slow_) {
     queued_bytes_.fetch_sub(m.data->size(), std::memory_order_relaxed);
-    metrics::ws_message_dropped();
+    if (settings.counted) metrics::ws_message_dropped();
     return;
   }
   queue_.push_back(std::move(m));
@@ -82,7 +82,7 @@ void ws_state::wake() { wake_timer_.cancel(); }
 void ws_state::overflow() {
   if (slow_ || !open.load()) return;
   slow_ = true;
-  metrics::ws_dropped(metrics::ws_drop_reason::slow_consumer);
+  if (settings.counted) metrics::ws_dropped(metrics::ws_drop_reason::slow_consumer);
   wake();
 }
 
@@ -116,7 +116,7 @@ task<void> ws_state::writer() {
     if (slow_) {
       // A slow consumer: what it has not taken is dropped (and counted), a
       // 1008 is tried for a second, then the connection goes.
-      metrics::ws_message_dropped(queue_.size());
+      if (settings.counted) metrics::ws_message_dropped(queue_.size());
       queue_.clear();
       queued_bytes_.store(0);
       write_wd_->arm_after(std::chrono::seconds(1));
@@ -135,15 +135,15 @@ task<void> ws_state::writer() {
       write_wd_->disarm();
       queued_bytes_.fetch_sub(m.data->size(), std::memory_order_relaxed);
       if (ec) {
-        metrics::ws_message_dropped(1 + queue_.size());
+        if (settings.counted) metrics::ws_message_dropped(1 + queue_.size());
         abort();
         break;
       }
-      metrics::ws_message_out();
+      if (settings.counted) metrics::ws_message_out();
       continue;
     }
     if (!open.load()) {
-      if (!queue_.empty()) metrics::ws_message_dropped(queue_.size());
+      if (!queue_.empty() && settings.counted) metrics::ws_message_dropped(queue_.size());
       queue_.clear();
       break;
     }
@@ -162,7 +162,7 @@ task<void> ws_state::writer() {
     auto due = ping_outstanding_ ? ping_sent_ + settings.pong_timeout : last_rx + settings.ping_interval;
     if (now >= due) {
       if (ping_outstanding_) {
-        metrics::ws_dropped(metrics::ws_drop_reason::no_pong);
+        if (settings.counted) metrics::ws_dropped(metrics::ws_drop_reason::no_pong);
         abort();
         break;
       }
@@ -366,13 +366,13 @@ task<void> ws_state::reader() {
         auto const& why = stream.reason().reason;
         peer_close_reason.assign(why.data(), why.size());
       } else if (ec == err::error::message_too_big) {
-        metrics::ws_dropped(metrics::ws_drop_reason::too_big);
+        if (settings.counted) metrics::ws_dropped(metrics::ws_drop_reason::too_big);
         peer_close_code = err::close_code::too_big;
       } else if (ec == err::error::bad_frame_payload) {
-        metrics::ws_dropped(metrics::ws_drop_reason::bad_utf8);
+        if (settings.counted) metrics::ws_dropped(metrics::ws_drop_reason::bad_utf8);
         peer_close_code = err::close_code::bad_payload;
       } else if (ec == err::condition::protocol_violation) {
-        metrics::ws_dropped(metrics::ws_drop_reason::protocol);
+        if (settings.counted) metrics::ws_dropped(metrics::ws_drop_reason::protocol);
         peer_close_code = err::close_code::protocol_error;
       } else {
         peer_close_code = err::close_code::abnormal;
@@ -381,7 +381,7 @@ task<void> ws_state::reader() {
     }
     last_rx = clock::now();
     ping_pong_seen();
-    metrics::ws_message_in();
+    if (settings.counted) metrics::ws_message_in();
     ws_message m;
     m.type = stream.got_text() ? ws_message::kind::text : ws_message::kind::binary;
     m.data = beast::buffers_to_string(read_buffer.data());

@@ -27,6 +27,8 @@ struct ws_settings {
   std::size_t send_queue;
   std::chrono::milliseconds write_timeout;
   std::chrono::milliseconds drain_timeout;
+  /// keel_ws_* metrics describe the server's connections: a client's are not counted.
+  bool counted = true;
 };
 
 class ws_state : public std::enable_shared_from_this<ws_state> {

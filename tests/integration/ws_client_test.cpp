@@ -7,6 +7,7 @@
 #include "io_thread.hpp"
 #include "test_app.hpp"
 
+#include <keel/metrics.hpp>
 #include <keel/ws.hpp>
 #include <keel/ws_client.hpp>
 
@@ -99,6 +100,13 @@ class python_server {
   pid_t pid_ = -1;
 };
 
+double metric(std::string const& series) {
+  auto text = keel::metrics::global().render();
+  auto pos = text.find("\n" + series + " ");
+  if (pos == std::string::npos) return 0;
+  return std::stod(text.substr(pos + series.size() + 2));
+}
+
 std::atomic<int> server_close_code{0};
 
 task<void> echo(keel::websocket& ws) {
@@ -153,9 +161,10 @@ struct harness {
   std::vector<bool> binary;
   std::vector<std::pair<unsigned, ms>> retries;
   std::atomic<int> connects{0};
-  std::string hello;  // sent by on_connect through the new link, when set
+  std::string const hello;  // sent by on_connect through the new link, when set
 
-  harness(std::string const& url, keel::ws_client_options o) : opts(std::move(o)) {
+  harness(std::string const& url, keel::ws_client_options o, std::string hello_text = {})
+      : opts(std::move(o)), hello(std::move(hello_text)) {
     opts.on_retry = [this](unsigned attempt, ms delay) {
       std::lock_guard lock(mu);
       retries.emplace_back(attempt, delay);
@@ -208,8 +217,7 @@ struct harness {
 TEST_CASE("ws_client echoes with keel's server and reconnects, running on_connect, after it restarts") {
   auto port = free_port();
   auto server = std::make_unique<keel_server>(port);
-  harness h("ws://127.0.0.1:" + std::to_string(port) + "/echo", fast_options());
-  h.hello = "hello from on_connect";
+  harness h("ws://127.0.0.1:" + std::to_string(port) + "/echo", fast_options(), "hello from on_connect");
   REQUIRE(kt::eventually([&] { return h.is(ws_client_state::open); }));
   CHECK(h.connects == 1);
   REQUIRE(h.client->send("one"));
@@ -244,6 +252,8 @@ TEST_CASE("ws_client reconnects to python3-websockets after it is killed and res
   }
   auto port = free_port();
   auto server = std::make_unique<python_server>(port);
+  auto in_before = metric(R"(keel_ws_messages_total{direction="in"})");
+  auto out_before = metric(R"(keel_ws_messages_total{direction="out"})");
   harness h("ws://127.0.0.1:" + std::to_string(port) + "/", fast_options());
   REQUIRE(kt::eventually([&] { return h.is(ws_client_state::open); }));
   REQUIRE(h.client->send("before"));
@@ -261,6 +271,9 @@ TEST_CASE("ws_client reconnects to python3-websockets after it is killed and res
     REQUIRE(h.client->send(text));
     REQUIRE(kt::eventually([&] { return h.has(text); }));
   }
+
+  CHECK(metric(R"(keel_ws_messages_total{direction="in"})") == in_before);  // no keel server ran
+  CHECK(metric(R"(keel_ws_messages_total{direction="out"})") == out_before);
 
   // Every reported delay lies within its full-jitter bounds, and they vary.
   std::lock_guard lock(h.mu);
@@ -366,6 +379,7 @@ TEST_CASE("heartbeat: a server that stops answering pings is dropped within ping
   o.ping_interval = ms(100);
   o.pong_timeout = ms(100);
   o.connect_timeout = ms(300);
+  auto no_pong_before = metric(R"(keel_ws_dropped_total{reason="no_pong"})");
   harness h("ws://127.0.0.1:" + std::to_string(port) + "/", o);
   REQUIRE(kt::eventually([&] { return h.is(ws_client_state::open); }));
 
@@ -381,6 +395,8 @@ TEST_CASE("heartbeat: a server that stops answering pings is dropped within ping
   auto detected = keel::clock::now() - t0;
   INFO("detected after " << std::chrono::duration_cast<ms>(detected).count() << " ms");
   CHECK(detected <= o.ping_interval + o.pong_timeout + ms(250));
+  // keel_ws_* metrics are the server's: a client's dead peer is not counted there.
+  CHECK(metric(R"(keel_ws_dropped_total{reason="no_pong"})") == no_pong_before);
 
   server.resume();  // answers again: the client comes back (handshakes timed out meanwhile)
   REQUIRE(kt::eventually([&] { return h.is(ws_client_state::open); }));
