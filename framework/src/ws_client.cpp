@@ -18,6 +18,7 @@
 #include <boost/beast/websocket/rfc6455.hpp>
 #include <boost/url/parse.hpp>
 
+#include <charconv>
 #include <mutex>
 #include <stdexcept>
 
@@ -86,7 +87,7 @@ class ws_client_impl : public std::enable_shared_from_this<ws_client_impl> {
   task<std::shared_ptr<ws_state>> connect_once();
   task<bool> serve(std::shared_ptr<ws_state> s);
 
-  std::string host_, port_, target_;
+  std::string host_, host_header_, port_, target_;
   resolver resolver_;
   steady_timer sleep_timer_;   // the backoff sleep, cut short by stop()
   steady_timer change_timer_;  // wakes wait_state() and read() on changes
@@ -109,7 +110,17 @@ void ws_client_impl::parse(std::string_view url) {
     throw std::invalid_argument("keel::ws_client: need ws://host[:port]/path, got " + std::string(url));
   }
   host_ = u->host_address();
-  port_ = u->has_port() ? std::string(u->port()) : "80";
+  host_header_ = std::string(u->encoded_host_and_port());  // keeps [] around IPv6
+  port_ = "80";
+  if (u->has_port() && !u->port().empty()) {
+    auto p = u->port();
+    unsigned long n = 0;
+    auto [end, err] = std::from_chars(p.data(), p.data() + p.size(), n);
+    if (err != std::errc() || end != p.data() + p.size() || n == 0 || n > 65535) {
+      throw std::invalid_argument("keel::ws_client: bad port in " + std::string(url));
+    }
+    port_ = std::string(p);
+  }
   target_ = u->encoded_path().empty() ? "/" : std::string(u->encoded_path());
   if (u->has_query()) target_ += "?" + std::string(u->encoded_query());
 }
@@ -152,7 +163,10 @@ task<std::shared_ptr<ws_state>> ws_client_impl::connect_once() {
                        /*counted=*/false};
   auto s = std::make_shared<ws_state>(tcp_socket(ex), settings);
   connecting_ = s;
-  if (stopping_.load()) co_return nullptr;
+  if (stopping_.load()) {
+    connecting_.reset();
+    co_return nullptr;
+  }
   auto guarded = asio::bind_cancellation_slot(wd_->slot(), tuple_task);
   wd_->arm_after(opts.connect_timeout);
   std::vector<asio::ip::tcp::endpoint> endpoints;
@@ -182,8 +196,7 @@ task<std::shared_ptr<ws_state>> ws_client_impl::connect_once() {
     }));
     s->watch_control_frames();
     bws::response_type res;
-    auto host_header = host_ + ":" + port_;
-    auto [hec] = co_await stream.async_handshake(res, host_header, target_, guarded);
+    auto [hec] = co_await stream.async_handshake(res, host_header_, target_, guarded);
     ec = hec;
     if (!ec) s->subprotocol = std::string(res[beast::http::field::sec_websocket_protocol]);
   }

@@ -406,7 +406,8 @@ TEST_CASE("heartbeat: a server that stops answering pings is dropped within ping
 TEST_CASE("sends from several threads interleave safely and keep each thread's order") {
   auto port = free_port();
   keel_server server(port);
-  harness h("ws://127.0.0.1:" + std::to_string(port) + "/echo", fast_options());
+  // A host name, so the resolver path runs too.
+  harness h("ws://localhost:" + std::to_string(port) + "/echo", fast_options());
   REQUIRE(kt::eventually([&] { return h.is(ws_client_state::open); }));
   constexpr int threads = 4, each = 250;
   std::atomic<int> refused{0};
@@ -453,4 +454,7 @@ TEST_CASE("ws_client refuses URLs it cannot serve") {
   CHECK_THROWS_AS(keel::ws_client(io.executor(), "http://127.0.0.1/"), std::invalid_argument);
   CHECK_THROWS_AS(keel::ws_client(io.executor(), "wss://127.0.0.1/"), std::invalid_argument);
   CHECK_THROWS_AS(keel::ws_client(io.executor(), "not a url"), std::invalid_argument);
+  CHECK_THROWS_AS(keel::ws_client(io.executor(), "ws://127.0.0.1:99999/"), std::invalid_argument);
+  CHECK_NOTHROW(keel::ws_client(io.executor(), "ws://[::1]:9/path?q=1"));
+  CHECK_NOTHROW(keel::ws_client(io.executor(), "ws://localhost/"));
 }
