@@ -163,15 +163,17 @@ struct harness {
   std::atomic<int> connects{0};
   std::string const hello;  // sent by on_connect through the new link, when set
 
-  harness(std::string const& url, keel::ws_client_options o, std::string hello_text = {})
-      : opts(std::move(o)), hello(std::move(hello_text)) {
+  int const failing_hooks;  // the first this many on_connect calls throw
+
+  harness(std::string const& url, keel::ws_client_options o, std::string hello_text = {}, int failing = 0)
+      : opts(std::move(o)), hello(std::move(hello_text)), failing_hooks(failing) {
     opts.on_retry = [this](unsigned attempt, ms delay) {
       std::lock_guard lock(mu);
       retries.emplace_back(attempt, delay);
     };
     client = std::make_unique<keel::ws_client>(io.executor(), url, opts);
     client->on_connect([this](keel::ws_handle link) -> task<void> {
-      connects++;
+      if (++connects <= failing_hooks) throw std::runtime_error("auth refused");
       if (!hello.empty()) link.send(hello);
       co_return;
     });
@@ -447,6 +449,23 @@ TEST_CASE("close() sends its code to the server, ends run() and does not reconne
   REQUIRE(kt::eventually([&] { return server_close_code == 4000; }));
   CHECK(h.connects == 1);
   CHECK(h.client->attempts() == 1);
+}
+
+TEST_CASE("an on_connect hook that throws fails that attempt, which is retried with backoff") {
+  auto port = free_port();
+  keel_server server(port);
+  server_close_code = 0;
+  harness h("ws://127.0.0.1:" + std::to_string(port) + "/echo", fast_options(), "", 2);
+  REQUIRE(kt::eventually([&] { return h.is(ws_client_state::open); }));
+  CHECK(h.connects == 3);
+  CHECK(h.retry_count() == 2);
+  {
+    std::lock_guard lock(h.mu);
+    CHECK(h.retries[1].first == 2);  // failures in a row: the ceiling grew
+  }
+  CHECK(kt::eventually([&] { return server_close_code == 1011; }));  // failed attempts close as internal errors
+  REQUIRE(h.client->send("in"));
+  REQUIRE(kt::eventually([&] { return h.has("in"); }));
 }
 
 TEST_CASE("ws_client refuses URLs it cannot serve") {
