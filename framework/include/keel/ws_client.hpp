@@ -74,8 +74,9 @@ struct ws_client_options {
   std::vector<std::pair<std::string, std::string>> headers;
   /// Offered in Sec-WebSocket-Protocol.
   std::vector<std::string> subprotocols;
-  /// Called before each backoff sleep with the failed attempts in a row and
-  /// the delay drawn (for logs and tests).
+  /// Called on the client's executor before each backoff sleep with the
+  /// delay drawn and `attempt`, the delays drawn since the backoff last reset
+  /// (1: under the base ceiling), for logs, metrics and tests.
   std::function<void(unsigned attempt, std::chrono::milliseconds delay)> on_retry;
 };
 
