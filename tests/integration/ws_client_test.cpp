@@ -468,6 +468,33 @@ TEST_CASE("an on_connect hook that throws fails that attempt, which is retried w
   REQUIRE(kt::eventually([&] { return h.has("in"); }));
 }
 
+TEST_CASE("a connection that stayed up for reset_after resets the backoff; a shorter one does not") {
+  for (auto reset_after : {ms(50), ms(60000)}) {
+    INFO("reset_after " << reset_after.count() << " ms");
+    auto port = free_port();
+    auto o = fast_options();
+    o.reset_after = reset_after;
+    harness h("ws://127.0.0.1:" + std::to_string(port) + "/echo", o);
+    REQUIRE(kt::eventually([&] { return h.retry_count() >= 3; }));  // nothing listens yet
+    auto server = std::make_unique<keel_server>(port);
+    REQUIRE(kt::eventually([&] { return h.is(ws_client_state::open); }));
+    auto opened = keel::clock::now();
+    unsigned before = 0;
+    {
+      std::lock_guard lock(h.mu);
+      before = h.retries.back().first;
+    }
+    // Polls the clock, not a sleep: the connection must outlive the short reset_after.
+    REQUIRE(kt::eventually([&] { return keel::clock::now() - opened > ms(100); }));
+    REQUIRE(h.is(ws_client_state::open));
+    auto seen = h.retry_count();
+    server->stop();
+    REQUIRE(kt::eventually([&] { return h.retry_count() > seen; }));
+    std::lock_guard lock(h.mu);
+    CHECK(h.retries[seen].first == (reset_after == ms(50) ? 1u : before + 1));
+  }
+}
+
 TEST_CASE("ws_client refuses URLs it cannot serve") {
   io_thread io;
   CHECK_THROWS_AS(keel::ws_client(io.executor(), "http://127.0.0.1/"), std::invalid_argument);
