@@ -7,7 +7,6 @@
 #   lib/libkeel_{boost,framework,middleware,testing}.a
 #   lib/cmake/keel/keelConfig.cmake   + keelConfigVersion.cmake, keelTargets*.cmake
 #   bin/keel                          the CLI (apps/keel), when it is built
-#   share/keel/templates/...          `keel new` templates, when they exist
 #
 # See docs/building.md, "Using an installed keel".
 include(GNUInstallDirs)
@@ -98,18 +97,10 @@ install(FILES
 
 # --- The `keel` CLI and its templates (apps/keel) -----------------------------
 # Installed when built (KEEL_BUILD_APPS). Not part of keelTargets: the export
-# set must not depend on whether the apps were built. The CLI finds its
-# templates at <its dir>/../${CMAKE_INSTALL_DATADIR}/keel/templates.
-foreach(_keel_cli keel keel_cli)
+# set must not depend on whether the apps were built. The templates are
+# compiled into the binary (apps/keel/embed_templates.cmake): nothing to find.
+foreach(_keel_cli keel)
   if(TARGET ${_keel_cli})
     install(TARGETS ${_keel_cli} RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR} COMPONENT keel_cli)
-  endif()
-endforeach()
-foreach(_keel_templates ${PROJECT_SOURCE_DIR}/templates ${PROJECT_SOURCE_DIR}/apps/keel/templates)
-  if(IS_DIRECTORY ${_keel_templates})
-    install(DIRECTORY ${_keel_templates}/
-      DESTINATION ${CMAKE_INSTALL_DATADIR}/keel/templates
-      COMPONENT keel_cli
-      USE_SOURCE_PERMISSIONS)
   endif()
 endforeach()

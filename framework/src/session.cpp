@@ -320,7 +320,7 @@ task<void> run_session(std::shared_ptr<connection> self) {
     // Upgrades (101) and streamed responses (SSE) take the connection over.
     if (res.upgrade) {
       c.state = phase::upgraded;
-      co_await res.upgrade(ctx);
+      co_await res.upgrade(ctx, res);
       break;
     }
     bool keep_alive = c.req.keep_alive() && !res.close &&

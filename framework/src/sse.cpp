@@ -482,7 +482,7 @@ response sse_response(context& ctx, sse_handler h, sse_options o) {
   r.set_header("Content-Type", "text/event-stream");
   r.set_header("Cache-Control", "no-cache");
   auto job = std::make_shared<detail::sse_job>(detail::sse_job{std::move(h), std::move(o)});
-  r.upgrade = [job](context& c) { return detail::run_sse(c, job); };
+  r.upgrade = [job](context& c, response const&) { return detail::run_sse(c, job); };
   return r;
 }
 

@@ -239,7 +239,7 @@ std::string pick_subprotocol(context& ctx, std::vector<std::string> const& ours)
   return {};
 }
 
-task<void> run_ws(context& ctx, std::shared_ptr<ws_route> route, std::string subprotocol) {
+task<void> run_ws(context& ctx, std::shared_ptr<ws_route> route, std::string subprotocol, response const& chain) {
   auto& c = *ctx.connection();
   auto const& o = c.server.opts;
   auto const& ro = route->options;
@@ -263,10 +263,22 @@ task<void> run_ws(context& ctx, std::shared_ptr<ws_route> route, std::string sub
     pmd.server_enable = true;
     stream.set_option(pmd);
   }
-  stream.set_option(websocket_ns::stream_base::decorator([subprotocol](websocket_ns::response_type& res) {
-    res.set(beast::http::field::server, "keel");
-    if (!subprotocol.empty()) res.set(beast::http::field::sec_websocket_protocol, subprotocol);
-  }));
+  // The 101 carries what the middleware chain set (X-Request-Id,
+  // traceresponse, CORS, a user's own headers), except the handshake's own.
+  std::vector<response::field> extra;
+  for (auto const& h : chain.headers()) {
+    if (!beast::iequals(h.name, "Upgrade") && !beast::iequals(h.name, "Connection") &&
+        !beast::iequals(h.name, "Sec-WebSocket-Accept") && !beast::iequals(h.name, "Sec-WebSocket-Protocol") &&
+        !beast::iequals(h.name, "Sec-WebSocket-Extensions") && !beast::iequals(h.name, "Server")) {
+      extra.push_back(h);
+    }
+  }
+  stream.set_option(websocket_ns::stream_base::decorator(
+      [subprotocol, extra = std::move(extra)](websocket_ns::response_type& res) {
+        res.set(beast::http::field::server, "keel");
+        if (!subprotocol.empty()) res.set(beast::http::field::sec_websocket_protocol, subprotocol);
+        for (auto const& h : extra) res.insert(h.name, h.value);
+      }));
   state->watch_control_frames();
 
   c.wd->arm_after(ro.handshake_timeout.value_or(o.ws_handshake_timeout));
@@ -329,7 +341,7 @@ task<response> upgrade_or_refuse(context& ctx, std::shared_ptr<ws_route> route) 
   if (!origin_allowed(ctx, allowed)) co_return ctx.problem(403, "this origin may not open a WebSocket here");
   response r(101);
   auto proto = pick_subprotocol(ctx, route->options.subprotocols);
-  r.upgrade = [route, proto](context& c) { return run_ws(c, route, proto); };
+  r.upgrade = [route, proto](context& c, response const& chain) { return run_ws(c, route, proto, chain); };
   co_return r;
 }
 

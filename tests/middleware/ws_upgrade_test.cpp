@@ -120,10 +120,8 @@ TEST_CASE("a rate limit on a WebSocket route refuses upgrades over the limit wit
   CHECK(second.has_header("Retry-After"));
 }
 
-// The chain's 101 response reaches the client only once the framework copies
-// its headers into the WebSocket handshake's answer (a pending framework
-// change: session.cpp/ws.cpp hand the upgrade only the context today).
-TEST_CASE("the 101 of an upgrade carries X-Request-Id and traceresponse", "[ws][defaults][!mayfail]") {
+// The framework copies the chain's headers into the handshake's answer.
+TEST_CASE("the 101 of an upgrade carries X-Request-Id and traceresponse", "[ws][defaults]") {
   keel::app app(test_options());
   mw::use_defaults(app);
   app.ws("/wsd/echo", echo);

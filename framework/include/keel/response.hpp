@@ -60,8 +60,9 @@ class response {
   /// Protocol upgrades (WebSocket) and streamed responses (Server-Sent Events)
   /// set this: once the response has come back through the middleware chain,
   /// the session hands its connection to this coroutine instead of writing the
-  /// response; the connection ends when it returns.
-  std::function<task<void>(context&)> upgrade;
+  /// response; the connection ends when it returns. It gets the response as
+  /// the chain left it, so headers that middleware set reach the client.
+  std::function<task<void>(context&, response const&)> upgrade;
 
  private:
   boost::container::small_vector<field, 4> headers_;
