@@ -36,11 +36,10 @@ std::atomic<std::uint64_t> next_ws_id{1};
 constexpr auto tuple_task = asio::as_tuple(use_task);
 }  // namespace
 
-ws_state::ws_state(tcp_socket socket, ws_settings s, server_state& srv)
+ws_state::ws_state(tcp_socket socket, ws_settings s)
     : stream(std::move(socket)),
       ex(stream.get_executor()),
       settings(s),
-      server(srv),
       id(next_ws_id.fetch_add(1)),
       last_rx(clock::now()),
       wake_timer_(ex),
@@ -71,7 +70,7 @@ bool ws_state::send(std::shared_ptr<std::string const> data, bool binary) {
 void ws_state::enqueue(outbound m) {
   if (!open.load(std::memory_order_relaxed) || slow_) {
     queued_bytes_.fetch_sub(m.data->size(), std::memory_order_relaxed);
-    metrics::ws_message_dropped();
+    if (settings.counted) metrics::ws_message_dropped();
     return;
   }
   queue_.push_back(std::move(m));
@@ -83,7 +82,7 @@ void ws_state::wake() { wake_timer_.cancel(); }
 void ws_state::overflow() {
   if (slow_ || !open.load()) return;
   slow_ = true;
-  metrics::ws_dropped(metrics::ws_drop_reason::slow_consumer);
+  if (settings.counted) metrics::ws_dropped(metrics::ws_drop_reason::slow_consumer);
   wake();
 }
 
@@ -117,7 +116,7 @@ task<void> ws_state::writer() {
     if (slow_) {
       // A slow consumer: what it has not taken is dropped (and counted), a
       // 1008 is tried for a second, then the connection goes.
-      metrics::ws_message_dropped(queue_.size());
+      if (settings.counted) metrics::ws_message_dropped(queue_.size());
       queue_.clear();
       queued_bytes_.store(0);
       write_wd_->arm_after(std::chrono::seconds(1));
@@ -136,15 +135,15 @@ task<void> ws_state::writer() {
       write_wd_->disarm();
       queued_bytes_.fetch_sub(m.data->size(), std::memory_order_relaxed);
       if (ec) {
-        metrics::ws_message_dropped(1 + queue_.size());
+        if (settings.counted) metrics::ws_message_dropped(1 + queue_.size());
         abort();
         break;
       }
-      metrics::ws_message_out();
+      if (settings.counted) metrics::ws_message_out();
       continue;
     }
     if (!open.load()) {
-      if (!queue_.empty()) metrics::ws_message_dropped(queue_.size());
+      if (!queue_.empty() && settings.counted) metrics::ws_message_dropped(queue_.size());
       queue_.clear();
       break;
     }
@@ -163,7 +162,7 @@ task<void> ws_state::writer() {
     auto due = ping_outstanding_ ? ping_sent_ + settings.pong_timeout : last_rx + settings.ping_interval;
     if (now >= due) {
       if (ping_outstanding_) {
-        metrics::ws_dropped(metrics::ws_drop_reason::no_pong);
+        if (settings.counted) metrics::ws_dropped(metrics::ws_drop_reason::no_pong);
         abort();
         break;
       }
@@ -255,7 +254,7 @@ task<void> run_ws(context& ctx, std::shared_ptr<ws_route> route, std::string sub
   req.version(kr.version());
   for (auto const& h : kr.headers()) req.insert(h.name, h.value);
 
-  auto state = std::make_shared<ws_state>(std::move(c.socket), s, c.server);
+  auto state = std::make_shared<ws_state>(std::move(c.socket), s);
   state->subprotocol = subprotocol;
   auto& stream = state->stream;
   stream.read_message_max(s.max_message);
@@ -280,11 +279,7 @@ task<void> run_ws(context& ctx, std::shared_ptr<ws_route> route, std::string sub
         if (!subprotocol.empty()) res.set(beast::http::field::sec_websocket_protocol, subprotocol);
         for (auto const& [name, value] : extra) res.insert(name, value);
       }));
-  auto* raw = state.get();
-  stream.control_callback([raw](websocket_ns::frame_type kind, beast::string_view) {
-    raw->last_rx = clock::now();
-    if (kind == websocket_ns::frame_type::pong) raw->ping_pong_seen();
-  });
+  state->watch_control_frames();
 
   c.wd->arm_after(ro.handshake_timeout.value_or(o.ws_handshake_timeout));
   auto [ec] = co_await stream.async_accept(req, tuple_task);
@@ -354,6 +349,13 @@ task<response> upgrade_or_refuse(context& ctx, std::shared_ptr<ws_route> route) 
 
 void ws_state::ping_pong_seen() { ping_outstanding_ = false; }
 
+void ws_state::watch_control_frames() {
+  stream.control_callback([this](websocket_ns::frame_type kind, beast::string_view) {
+    last_rx = clock::now();
+    if (kind == websocket_ns::frame_type::pong) ping_pong_seen();
+  });
+}
+
 task<void> ws_state::reader() {
   auto self = shared_from_this();
   namespace err = websocket_ns;
@@ -376,13 +378,13 @@ task<void> ws_state::reader() {
         auto const& why = stream.reason().reason;
         peer_close_reason.assign(why.data(), why.size());
       } else if (ec == err::error::message_too_big) {
-        metrics::ws_dropped(metrics::ws_drop_reason::too_big);
+        if (settings.counted) metrics::ws_dropped(metrics::ws_drop_reason::too_big);
         peer_close_code = err::close_code::too_big;
       } else if (ec == err::error::bad_frame_payload) {
-        metrics::ws_dropped(metrics::ws_drop_reason::bad_utf8);
+        if (settings.counted) metrics::ws_dropped(metrics::ws_drop_reason::bad_utf8);
         peer_close_code = err::close_code::bad_payload;
       } else if (ec == err::condition::protocol_violation) {
-        metrics::ws_dropped(metrics::ws_drop_reason::protocol);
+        if (settings.counted) metrics::ws_dropped(metrics::ws_drop_reason::protocol);
         peer_close_code = err::close_code::protocol_error;
       } else {
         peer_close_code = err::close_code::abnormal;
@@ -391,7 +393,7 @@ task<void> ws_state::reader() {
     }
     last_rx = clock::now();
     ping_pong_seen();
-    metrics::ws_message_in();
+    if (settings.counted) metrics::ws_message_in();
     ws_message m;
     m.type = stream.got_text() ? ws_message::kind::text : ws_message::kind::binary;
     m.data = beast::buffers_to_string(read_buffer.data());
@@ -423,6 +425,13 @@ task<ws_message> ws_state::next_message() {
     inbox_timer_.expires_at(clock::time_point::max());
     // Woken by the reader; a drain-timeout abort ends the reader too.
     co_await inbox_timer_.async_wait(tuple_task);
+  }
+}
+
+task<void> ws_state::wait_ended() {
+  while (!reader_done_ && !writer_done_) {
+    join_timer_.expires_at(clock::time_point::max());
+    co_await join_timer_.async_wait(tuple_task);
   }
 }
 

@@ -2,6 +2,8 @@
 // One WebSocket connection's state: the Beast stream, the send queue drained by
 // the one writer coroutine, and the heartbeat. Lives on its connection's
 // executor; only send() and the atomics are touched from other threads.
+// Shared by both ends: the server's sessions (ws.cpp) and keel::ws_client
+// (ws_client.cpp) differ only in how the handshake happens.
 #include <keel/net.hpp>
 #include <keel/timeout.hpp>
 #include <keel/ws.hpp>
@@ -18,8 +20,6 @@
 
 namespace keel::detail {
 
-struct server_state;
-
 struct ws_settings {
   std::size_t max_message;
   std::chrono::milliseconds ping_interval;
@@ -27,13 +27,15 @@ struct ws_settings {
   std::size_t send_queue;
   std::chrono::milliseconds write_timeout;
   std::chrono::milliseconds drain_timeout;
+  /// keel_ws_* metrics describe the server's connections: a client's are not counted.
+  bool counted = true;
 };
 
 class ws_state : public std::enable_shared_from_this<ws_state> {
  public:
   using stream_type = boost::beast::websocket::stream<tcp_socket>;
 
-  ws_state(tcp_socket socket, ws_settings settings, server_state& server);
+  ws_state(tcp_socket socket, ws_settings settings);
 
   /// Any thread: queue a message; false when closed or over the queue limit.
   bool send(std::shared_ptr<std::string const> data, bool binary);
@@ -46,6 +48,8 @@ class ws_state : public std::enable_shared_from_this<ws_state> {
 
   /// A pong or data frame arrived: the peer is alive.
   void ping_pong_seen();
+  /// Feeds control frames (pings, pongs) to the heartbeat; once, before the handshake.
+  void watch_control_frames();
   /// Whether `size` more bytes fit the send queue now.
   bool has_room(std::size_t size) const {
     auto q = queued_bytes_.load(std::memory_order_relaxed);
@@ -63,11 +67,13 @@ class ws_state : public std::enable_shared_from_this<ws_state> {
   task<ws_message> next_message();
   /// Closes the socket and waits for the reader to end.
   task<void> join_reader();
+  /// Waits, without closing anything, until the reader or the writer has
+  /// ended: the connection is over (peer closed, dead, or closed by us).
+  task<void> wait_ended();
 
   stream_type stream;
   executor ex;
   ws_settings settings;
-  server_state& server;
   std::uint64_t id;
   std::string subprotocol;
   boost::beast::flat_buffer read_buffer;
