@@ -53,6 +53,7 @@ class ws_client_impl : public std::enable_shared_from_this<ws_client_impl> {
         resolver_(e),
         sleep_timer_(e),
         change_timer_(e),
+        close_timer_(e),
         wd_(watchdog::create(e, opts.connect_timeout)) {
     parse(url);
     // Waiters only wait; cancel() wakes them all and leaves the expiry alone,
@@ -91,6 +92,7 @@ class ws_client_impl : public std::enable_shared_from_this<ws_client_impl> {
   resolver resolver_;
   steady_timer sleep_timer_;   // the backoff sleep, cut short by stop()
   steady_timer change_timer_;  // wakes wait_state() and read() on changes
+  steady_timer close_timer_;   // bounds close(): past close_timeout the connection is cut
   std::shared_ptr<watchdog> wd_;  // the connect_timeout deadline
   std::atomic<bool> stopping_{false};
   bool running_ = false;
@@ -284,7 +286,11 @@ void ws_client_impl::stop_now() {
     wd_->cancel_now();
     connecting_->abort();
   }
-  if (auto s = current(); s && s->open.load()) s->request_close(close_code_, close_reason_);
+  if (auto s = current(); s && s->open.load()) {
+    // A second stop (or a stop after close()) waits for the peer no longer.
+    if (s->close_requested()) s->abort();
+    else s->request_close(close_code_, close_reason_);
+  }
 }
 
 task<void> ws_client_impl::close(std::uint16_t code, std::string reason) {
@@ -297,7 +303,15 @@ task<void> ws_client_impl::close(std::uint16_t code, std::string reason) {
     set_state(ws_client_state::closed);
     co_return;
   }
+  // A peer that never answers the close frame must not hold close() forever:
+  // past close_timeout (and a margin for the handshake's own bound) the
+  // connection is cut. The handler holds no owner, so it cannot outlive us.
+  close_timer_.expires_after(opts.close_timeout + std::chrono::milliseconds(500));
+  close_timer_.async_wait([weak = weak_from_this()](error_code ec) {
+    if (auto self = weak.lock(); self && !ec) self->stop_now();
+  });
   while (state.load() != ws_client_state::closed) co_await wait_state(state.load());
+  close_timer_.cancel();
 }
 
 task<ws_client_state> ws_client_impl::wait_state(ws_client_state seen) {

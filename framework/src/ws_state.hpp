@@ -83,6 +83,8 @@ class ws_state : public std::enable_shared_from_this<ws_state> {
   std::string peer_close_reason;
   /// Run once when the session ends (hub membership, ...), on this thread.
   std::vector<std::function<void()>> on_end;
+  /// True once request_close() ran: a close frame is on its way or sent.
+  bool close_requested() const { return close_requested_; }
 
  private:
   struct outbound {
