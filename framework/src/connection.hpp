@@ -30,6 +30,7 @@ class connection : public std::enable_shared_from_this<connection> {
   tcp_socket socket;
   boost::beast::flat_buffer buffer;
   request req;
+  trace_context trace;  // each request's, reused so its strings keep their storage
   std::string out;  // the rendered response head (and small bodies)
   std::shared_ptr<watchdog> wd;
   server_state& server;

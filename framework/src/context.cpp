@@ -75,17 +75,21 @@ boost::json::value context::json_body() const {
 }
 
 trace_context& context::trace() {
-  if (!trace_) {
-    trace_.emplace();
-    trace_->trace_id = detail::new_trace_id();
-    trace_->span_id = detail::new_span_id();
+  if (trace_ == nullptr) {
+    trace_ = conn_ != nullptr ? &conn_->trace : &own_trace_.emplace();
+    detail::assign_trace_id(trace_->trace_id);
+    detail::assign_span_id(trace_->span_id);
+    trace_->parent_id.clear();
+    trace_->flags = 0;
+    trace_->tracestate.clear();
   }
   return *trace_;
 }
 
 std::string const& context::request_id() {
-  if (request_id_.empty()) request_id_ = trace().trace_id;
-  return request_id_;
+  // Unset, it is the trace id itself: most requests carry no id of their own,
+  // and a copy of 32 bytes is an allocation.
+  return request_id_.empty() ? trace().trace_id : request_id_;
 }
 
 cancel_reason context::cancellation() const {

@@ -34,17 +34,29 @@ std::uint64_t nonzero_random() {
 
 }  // namespace
 
-std::string new_trace_id() {
+void assign_trace_id(std::string& out) {
   char buf[32];
   put_hex(buf, nonzero_random());
   put_hex(buf + 16, next_random());
-  return std::string(buf, sizeof buf);
+  out.assign(buf, sizeof buf);
+}
+
+void assign_span_id(std::string& out) {
+  char buf[16];
+  put_hex(buf, nonzero_random());
+  out.assign(buf, sizeof buf);
+}
+
+std::string new_trace_id() {
+  std::string id;
+  assign_trace_id(id);
+  return id;
 }
 
 std::string new_span_id() {
-  char buf[16];
-  put_hex(buf, nonzero_random());
-  return std::string(buf, sizeof buf);
+  std::string id;
+  assign_span_id(id);
+  return id;
 }
 
 }  // namespace keel::detail

@@ -2,6 +2,8 @@
 
 #include <keel/context.hpp>
 
+#include "steps.hpp"
+
 #include <algorithm>
 #include <array>
 #include <charconv>
@@ -13,11 +15,7 @@ namespace keel::mw {
 
 namespace {
 
-struct state {
-  std::vector<std::string> redact;
-  std::size_t longest = 0;  // of the redacted names
-  log::level level;
-};
+using state = steps::access_log_state;
 
 char lower(char c) noexcept { return c >= 'A' && c <= 'Z' ? char(c - 'A' + 'a') : c; }
 
@@ -114,7 +112,25 @@ char* put(char* p, std::string_view s) {
   return p + s.size();
 }
 
-char* put_uint(char* p, std::uint64_t v) { return std::to_chars(p, p + 20, v).ptr; }
+// Most numbers in a line are below 1000 (status, octets, milliseconds).
+char* put_uint(char* p, std::uint64_t v) {
+  if (v < 10) {
+    *p = char('0' + v);
+    return p + 1;
+  }
+  if (v < 100) {
+    p[0] = char('0' + v / 10);
+    p[1] = char('0' + v % 10);
+    return p + 2;
+  }
+  if (v < 1000) {
+    p[0] = char('0' + v / 100);
+    p[1] = char('0' + v / 10 % 10);
+    p[2] = char('0' + v % 10);
+    return p + 3;
+  }
+  return std::to_chars(p, p + 20, v).ptr;
+}
 
 // Bytes copied as they are into a JSON string.
 constexpr auto plain_bytes = [] {
@@ -123,13 +139,12 @@ constexpr auto plain_bytes = [] {
   return t;
 }();
 
-// JSON-escapes `s` (at most 6 bytes out per byte in). Plain ASCII is copied;
-// anything else goes through log::append_escaped, which also replaces invalid
-// UTF-8 exactly as every other log line does.
-// How many leading bytes of `s` are plain. Eight at a time: a word has a byte
-// below 0x20, at or above 0x80, or equal to '"' or '\\' exactly when these
-// bit tricks leave a high bit set (Hacker's Delight, "has less", "has zero").
-std::size_t plain_prefix(std::string_view s) {
+// Copies the plain leading bytes of `s` (those a JSON string takes as they
+// are) to `p` and returns how many. Eight at a time: a word has a byte below
+// 0x20, at or above 0x80, or equal to '"' or '\\' exactly when these bit
+// tricks leave a high bit set (Hacker's Delight, "has less", "has zero"); a
+// plain word is stored as it was loaded, so no memcpy call follows the scan.
+std::size_t copy_plain_prefix(char* p, std::string_view s) {
   constexpr std::uint64_t ones = 0x0101010101010101ULL;
   constexpr std::uint64_t highs = 0x8080808080808080ULL;
   auto const* b = reinterpret_cast<unsigned char const*>(s.data());
@@ -141,15 +156,19 @@ std::size_t plain_prefix(std::string_view s) {
     std::uint64_t backslash = x ^ (ones * '\\');
     std::uint64_t special = ((x - ones * 0x20) & ~x) | ((quote - ones) & ~quote) | ((backslash - ones) & ~backslash);
     if (((special & highs) | (x & highs)) != 0) break;
+    std::memcpy(p + i, &x, 8);
   }
-  while (i < s.size() && plain_bytes[b[i]]) ++i;
+  for (; i < s.size() && plain_bytes[b[i]]; ++i) p[i] = static_cast<char>(b[i]);
   return i;
 }
 
+// JSON-escapes `s` (at most 6 bytes out per byte in). Plain ASCII is copied;
+// anything else goes through log::append_escaped, which also replaces invalid
+// UTF-8 exactly as every other log line does.
 char* put_escaped(char* p, std::string_view s) {
-  std::size_t i = plain_prefix(s);
-  if (i == s.size()) return put(p, s);
-  p = put(p, s.substr(0, i));
+  std::size_t i = copy_plain_prefix(p, s);
+  if (i == s.size()) return p + i;
+  p += i;
   thread_local std::string escaped;
   escaped.clear();
   log::append_escaped(escaped, s.substr(i));
@@ -196,8 +215,8 @@ char const* level_name(log::level l) {
   return "info";
 }
 
-void write_line(context& ctx, response const& res, clock::time_point started, state const& s) {
-  auto us = std::chrono::duration_cast<std::chrono::microseconds>(clock::now() - started).count();
+void write_line(context& ctx, response const& res, clock::duration elapsed, state const& s) {
+  auto us = std::chrono::duration_cast<std::chrono::microseconds>(elapsed).count();
   thread_local line_buffer buf;
   thread_local std::string ts;
   thread_local std::string path;
@@ -258,7 +277,7 @@ void write_line(context& ctx, response const& res, clock::time_point started, st
 // One response object in the coroutine frame, not two: a frame over 1020
 // bytes misses Asio's per-thread frame cache and costs a malloc.
 response logged(context& ctx, response res, clock::time_point started, state const& s) {
-  if (log::enabled(s.level)) write_line(ctx, res, started, s);
+  steps::log_access(ctx, res, clock::now() - started, s);
   return res;
 }
 
@@ -267,7 +286,7 @@ task<response> run(context& ctx, next n, state const& s) {
   std::exception_ptr failure;
   try {
     auto res = co_await n();
-    if (log::enabled(s.level)) write_line(ctx, res, started, s);
+    steps::log_access(ctx, res, clock::now() - started, s);
     co_return res;
   } catch (...) {
     failure = std::current_exception();
@@ -284,11 +303,24 @@ void append_redacted_target(std::string& out, std::string_view target, std::vect
   append_redacted(out, target, names, longest);
 }
 
-middleware access_log(access_log_options opts) {
-  auto s = std::make_shared<state>();
+namespace steps {
+
+std::shared_ptr<access_log_state const> make_access_log_state(access_log_options opts) {
+  auto s = std::make_shared<access_log_state>();
   s->redact = std::move(opts.redact_query);
   for (auto const& n : s->redact) s->longest = std::max(s->longest, n.size());
   s->level = opts.level;
+  return s;
+}
+
+void log_access(context& ctx, response const& res, clock::duration elapsed, access_log_state const& s) {
+  if (log::enabled(s.level)) write_line(ctx, res, elapsed, s);
+}
+
+}  // namespace steps
+
+middleware access_log(access_log_options opts) {
+  auto s = steps::make_access_log_state(std::move(opts));
   return [s](context& ctx, next n) { return run(ctx, n, *s); };
 }
 

@@ -5,6 +5,8 @@
 #include <keel/log.hpp>
 #include <keel/metrics.hpp>
 
+#include "steps.hpp"
+
 #include <cxxabi.h>
 
 #include <cstdlib>
@@ -21,8 +23,10 @@ std::string demangle(char const* mangled) {
   return status == 0 && text ? std::string(text.get()) : std::string(mangled);
 }
 
+}  // namespace
+
 // Counts and logs one escaped exception as exception_capture.hpp promises.
-void report(context& ctx, std::exception_ptr const& e) {
+void steps::report_exception(context& ctx, std::exception_ptr const& e) {
   std::string type = exception_type_name(e);
   std::string what;
   unsigned answer = 0;  // an http_error's status
@@ -65,6 +69,8 @@ void report(context& ctx, std::exception_ptr const& e) {
               {"exception", type}, {"error", what}});
 }
 
+namespace {
+
 task<response> run(context& ctx, next n) {
   std::exception_ptr failure;
   try {
@@ -72,7 +78,7 @@ task<response> run(context& ctx, next n) {
   } catch (...) {
     failure = std::current_exception();
   }
-  report(ctx, failure);
+  steps::report_exception(ctx, failure);
   co_return response_for_exception(ctx, failure);
 }
 

@@ -5,6 +5,8 @@
 #include <keel/metrics.hpp>
 #include <keel/server.hpp>
 
+#include "steps.hpp"
+
 #include <array>
 #include <atomic>
 #include <charconv>
@@ -70,10 +72,7 @@ cells const& cells_for(std::string_view method, std::string_view route, unsigned
 }
 
 void record(context& ctx, unsigned status, clock::time_point started) {
-  double seconds = std::chrono::duration<double>(clock::now() - started).count();
-  auto const& c = cells_for(method_label(ctx.method()), ctx.route(), status);
-  c.requests->inc();
-  c.duration->observe(seconds);
+  steps::record_request(ctx, status, clock::now() - started);
 }
 
 response recorded(context& ctx, response res, clock::time_point started) {
@@ -106,6 +105,18 @@ task<response> scrape(context&) {
 }
 
 }  // namespace
+
+namespace steps {
+
+void declare_http_metrics() { families(); }
+
+void record_request(context& ctx, unsigned status, clock::duration elapsed) {
+  auto const& c = cells_for(method_label(ctx.method()), ctx.route(), status);
+  c.requests->inc();
+  c.duration->observe(std::chrono::duration<double>(elapsed).count());
+}
+
+}  // namespace steps
 
 std::string_view method_label(verb method) noexcept {
   switch (method) {

@@ -2,6 +2,10 @@
 
 #include <keel/context.hpp>
 
+#include "steps.hpp"
+
+#include <algorithm>
+#include <cstring>
 #include <exception>
 #include <optional>
 
@@ -48,25 +52,35 @@ std::optional<traceparent> parse_traceparent(std::string_view v) noexcept {
 // asks vendors to propagate at least 512 characters, and a huge one is abuse.
 constexpr std::size_t max_tracestate = 4096;
 
-void stamp(response& res, context& ctx) {
+}  // namespace
+
+namespace steps {
+
+void stamp_ids(response& res, context& ctx) {
   static constexpr char hex[] = "0123456789abcdef";
   auto const& t = ctx.trace();
-  std::string tr;
-  tr.reserve(55);
-  tr += "00-";
-  tr += t.trace_id;
-  tr += '-';
-  tr += t.span_id;
-  tr += '-';
-  tr += hex[t.flags >> 4];
-  tr += hex[t.flags & 0xf];
+  // `00-` trace id `-` span id `-` flags: 55 bytes, built on the stack.
+  char tr[64];
+  std::size_t n = 0;
+  auto put = [&](std::string_view s) {
+    auto k = std::min(s.size(), sizeof tr - 2 - n);
+    std::memcpy(tr + n, s.data(), k);
+    n += k;
+  };
+  put("00-");
+  put(t.trace_id);
+  put("-");
+  put(t.span_id);
+  put("-");
+  tr[n++] = hex[t.flags >> 4];
+  tr[n++] = hex[t.flags & 0xf];
   res.set_header("X-Request-Id", ctx.request_id());
-  res.set_header("traceresponse", std::move(tr));
+  res.set_header("traceresponse", std::string_view(tr, n));
 }
 
 // Everything before the inner chain runs, outside the coroutine: its locals
 // then stay out of the coroutine frame.
-void begin(context& ctx, request_id_options const& o) {
+void begin_trace(context& ctx, request_id_options const& o) {
   std::optional<traceparent> incoming;
   if (o.continue_trace) {
     if (auto h = ctx.header("traceparent")) incoming = parse_traceparent(*h);
@@ -85,23 +99,28 @@ void begin(context& ctx, request_id_options const& o) {
     t.tracestate.clear();
   }
   auto id = o.keep_incoming_id ? ctx.header("X-Request-Id") : std::nullopt;
+  // Empty means "the trace id" (context::request_id()): no copy of it.
   if (id && valid_request_id(*id)) ctx.set_request_id(std::string(*id));
-  else ctx.set_request_id(t.trace_id);
+  else ctx.set_request_id({});
 }
 
+}  // namespace steps
+
+namespace {
+
 response stamped(response res, context& ctx) {
-  stamp(res, ctx);
+  steps::stamp_ids(res, ctx);
   return res;
 }
 
 task<response> run(context& ctx, next n, request_id_options const& o) {
-  begin(ctx, o);
+  steps::begin_trace(ctx, o);
   // Every response carries the ids, even one made from an exception nothing
   // inside caught: it gets here what keel would have answered anyway.
   std::exception_ptr failure;
   try {
     auto res = co_await n();
-    stamp(res, ctx);
+    steps::stamp_ids(res, ctx);
     co_return res;
   } catch (...) {
     failure = std::current_exception();

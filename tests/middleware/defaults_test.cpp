@@ -44,8 +44,38 @@ std::string str(json::object const& o, char const* k) { return std::string(o.at(
 
 }  // namespace
 
-TEST_CASE("the default stack has four layers in the documented order", "[defaults]") {
-  CHECK(keel::mw::default_stack().size() == 4);
+TEST_CASE("the default stack is one layer doing the four built-ins' work", "[defaults]") {
+  CHECK(keel::mw::default_stack().size() == 1);
+}
+
+TEST_CASE("the default stack stamps ids, logs, counts and continues a trace like the four layers", "[defaults][order]") {
+  capture_stderr err;
+  keel::app app(test_options());
+  keel::mw::use_defaults(app);
+  app.get("/d/echo", echo);
+  kt::running_app run(app);
+  kt::client c(run.port());  // one connection: its trace storage is reused request after request
+  auto r = c.get("/d/echo", {{"traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"},
+                              {"X-Request-Id", "client-id.1"}});
+  CHECK(r.status == 200);
+  CHECK(r.header("X-Request-Id") == "client-id.1");
+  auto tr = r.header("traceresponse");
+  REQUIRE(tr.size() == 55);
+  CHECK(tr.rfind("00-0af7651916cd43dd8448eb211c80319c-", 0) == 0);
+  CHECK(tr.substr(36, 16) != "b7ad6b7169203331");  // keel's own span, not the caller's
+  CHECK(tr.substr(52) == "-01");
+  auto fresh = c.get("/d/echo");
+  CHECK(fresh.header("X-Request-Id").size() == 32);
+  CHECK(fresh.header("traceresponse").substr(3, 32) == fresh.header("X-Request-Id"));
+  auto again = c.get("/d/echo");
+  CHECK(again.header("X-Request-Id") != fresh.header("X-Request-Id"));
+  auto access = err.lines("access");
+  REQUIRE(access.size() == 3);
+  CHECK(str(access[0], "trace_id") == "0af7651916cd43dd8448eb211c80319c");
+  CHECK(str(access[0], "request_id") == "client-id.1");
+  CHECK(str(access[1], "request_id") == fresh.header("X-Request-Id"));
+  CHECK(str(access[1], "trace_id") == fresh.header("X-Request-Id"));
+  CHECK(sample(run.get("/metrics").body, R"(keel_http_requests_total{method="GET",route="/d/echo",status="200"})") == 3);
 }
 
 TEST_CASE("with the default stack an exception is one 500, one access line, one count, one error line, one trace id", "[defaults][order]") {

@@ -91,7 +91,8 @@ class context {
   /// The request's trace (a new random trace when no middleware set one).
   trace_context& trace();
   std::string_view trace_id() { return trace().trace_id; }
-  /// X-Request-Id (the trace id unless the client sent a valid one).
+  /// X-Request-Id (the trace id unless the client sent a valid one; an empty
+  /// set_request_id() goes back to the trace id).
   std::string const& request_id();
   void set_request_id(std::string id) { request_id_ = std::move(id); }
 
@@ -169,7 +170,10 @@ class context {
   std::string_view route_ = "unmatched";
   asio::ip::tcp::endpoint peer_;
   mutable std::string client_address_;
-  std::optional<trace_context> trace_;
+  // The connection's, reused request after request so that its strings keep
+  // their storage; a context without a connection (tests) has its own.
+  trace_context* trace_ = nullptr;
+  std::optional<trace_context> own_trace_;
   std::string request_id_;
   clock::time_point deadline_ = clock::time_point::max();
   std::vector<value_slot> values_;

@@ -14,6 +14,7 @@
 #include <boost/json/fwd.hpp>
 
 #include <cstddef>
+#include <cstdint>
 #include <iterator>
 
 #include <functional>
@@ -117,7 +118,17 @@ class response {
   // response moves through every middleware layer, and this moves as one
   // pointer, costs one allocation and is written with one append.
   std::string fields_;
+  // One bit per header name ever added (by length and first and last letter,
+  // case-folded): most lookups and removals are of a name that is not there,
+  // and this answers them without a scan.
+  std::uint64_t names_ = 0;
   bool framework_header_ = false;
+
+  static std::uint64_t name_bit(std::string_view name) noexcept {
+    if (name.empty()) return 1;
+    auto fold = [](char c) { return static_cast<unsigned>(static_cast<unsigned char>(c) | 0x20); };
+    return std::uint64_t{1} << ((name.size() * 7 + fold(name.front()) * 3 + fold(name.back())) & 63);
+  }
 };
 
 /// The reason phrase of a status code ("Not Found"); "Unknown" for others.
