@@ -1,6 +1,8 @@
 #include "trace_ids.hpp"
 
+#include <array>
 #include <cstdint>
+#include <cstring>
 #include <random>
 
 namespace keel::detail {
@@ -19,11 +21,21 @@ std::uint64_t next_random() {
   return z ^ (z >> 31);
 }
 
-// Into a plain buffer, then one string construction: a push_back per digit
-// cost more than the random numbers (callgrind, default middleware stack).
+// Two hex digits per byte from a table, into a plain buffer, then one string
+// assignment: a push_back per digit cost more than the random numbers, and a
+// digit at a time half as much again (callgrind, default middleware stack).
+constexpr auto hex_pairs = [] {
+  std::array<char, 512> t{};
+  constexpr char digits[] = "0123456789abcdef";
+  for (int i = 0; i < 256; ++i) {
+    t[2 * i] = digits[i >> 4];
+    t[2 * i + 1] = digits[i & 0xf];
+  }
+  return t;
+}();
+
 void put_hex(char* out, std::uint64_t v) {
-  static constexpr char digits[] = "0123456789abcdef";
-  for (int i = 15; i >= 0; --i, v >>= 4) out[i] = digits[v & 0xf];
+  for (int i = 7; i >= 0; --i, v >>= 8) std::memcpy(out + 2 * i, &hex_pairs[2 * (v & 0xff)], 2);
 }
 
 std::uint64_t nonzero_random() {

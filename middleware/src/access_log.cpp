@@ -244,9 +244,13 @@ void write_line(context& ctx, response const& res, clock::duration elapsed, stat
   p = put(p, "\",\"level\":\"");
   p = put(p, std::string_view(level_name(s.level)));
   p = put(p, "\",\"msg\":\"access\",\"trace_id\":\"");
+  char* trace_at = p;
   p = put_escaped(p, trace_id);
+  std::string_view escaped_trace(trace_at, static_cast<std::size_t>(p - trace_at));
   p = put(p, "\",\"request_id\":\"");
-  p = put_escaped(p, request_id);
+  // Most requests carry no id of their own: it is the trace id, escaped once.
+  bool same = request_id.data() == trace_id.data() && request_id.size() == trace_id.size();
+  p = same ? put(p, escaped_trace) : put_escaped(p, request_id);
   p = put(p, "\",\"method\":\"");
   p = put_escaped(p, method);
   p = put(p, "\",\"route\":\"");
