@@ -34,8 +34,8 @@ done
 packages=(
   build-essential g++ cmake ninja-build ccache pkg-config
   libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev
-  catch2 libssl-dev zlib1g-dev libsqlite3-dev
-  curl openssl python3 python3-websockets
+  catch2 libssl-dev zlib1g-dev libbrotli-dev libsqlite3-dev
+  curl openssl brotli python3 python3-websockets
   nginx-light redis-server libhiredis-dev prometheus
 )
 if ((with_browser)); then

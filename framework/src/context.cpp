@@ -69,7 +69,7 @@ std::optional<std::string> context::query(std::string_view name) const {
 
 boost::json::value context::json_body() const {
   boost::system::error_code ec;
-  auto v = boost::json::parse(req_.body(), ec);
+  auto v = boost::json::parse(body(), ec);
   if (ec) throw http_error(400, "the body is not valid JSON: " + ec.message());
   return v;
 }

@@ -66,7 +66,11 @@ class context {
   verb method() const { return req_.method(); }
   std::string_view path() const { return req_.path(); }
   std::optional<std::string_view> header(std::string_view name) const { return req_.header(name); }
-  std::string_view body() const { return req_.body(); }
+  /// The request body (as replace_body() left it, if a middleware did).
+  std::string_view body() const { return body_ ? std::string_view(*body_) : req_.body(); }
+  /// What body() returns from now on, for middleware that transforms the
+  /// request body (decompression): the handler reads the result.
+  void replace_body(std::string body) { body_ = std::move(body); }
 
   /// Path parameter `{name}` of the matched route, percent-decoded; empty if absent.
   std::string param(std::string_view name) const;
@@ -175,6 +179,7 @@ class context {
   trace_context* trace_ = nullptr;
   std::optional<trace_context> own_trace_;
   std::string request_id_;
+  std::optional<std::string> body_;
   clock::time_point deadline_ = clock::time_point::max();
   std::vector<value_slot> values_;
 };
