@@ -62,29 +62,20 @@ std::string shell(std::string const& command) {
   return out;
 }
 
-std::string decode(std::string const& coding, std::string const& body) {
+// Runs `body` through an independent coder: Python's gzip or zlib module
+// (compress or decompress) or Debian's brotli command.
+std::string transcode(std::string const& coding, std::string const& body, bool encode) {
   temp_file f(body);
   auto file = f.path.string();
-  if (coding == "gzip") {
-    return shell("/usr/bin/python3 -c 'import gzip,sys; sys.stdout.buffer.write(gzip.decompress(open(sys.argv[1],\"rb\").read()))' " + file);
-  }
-  if (coding == "deflate") {
-    return shell("/usr/bin/python3 -c 'import zlib,sys; sys.stdout.buffer.write(zlib.decompress(open(sys.argv[1],\"rb\").read()))' " + file);
-  }
-  return shell("brotli -d -c " + file);
+  if (coding == "br") return shell(std::string("brotli ") + (encode ? "" : "-d ") + "-c " + file);
+  std::string module = coding == "gzip" ? "gzip" : "zlib";
+  std::string fn = encode ? "compress" : "decompress";
+  return shell("/usr/bin/python3 -c 'import " + module + ",sys; sys.stdout.buffer.write(" + module + "." + fn +
+               "(open(sys.argv[1],\"rb\").read()))' " + file);
 }
 
-std::string encode(std::string const& coding, std::string const& body) {
-  temp_file f(body);
-  auto file = f.path.string();
-  if (coding == "gzip") {
-    return shell("/usr/bin/python3 -c 'import gzip,sys; sys.stdout.buffer.write(gzip.compress(open(sys.argv[1],\"rb\").read()))' " + file);
-  }
-  if (coding == "deflate") {
-    return shell("/usr/bin/python3 -c 'import zlib,sys; sys.stdout.buffer.write(zlib.compress(open(sys.argv[1],\"rb\").read()))' " + file);
-  }
-  return shell("brotli -c " + file);
-}
+std::string decode(std::string const& coding, std::string const& body) { return transcode(coding, body, false); }
+std::string encode(std::string const& coding, std::string const& body) { return transcode(coding, body, true); }
 
 task<response> text(context&) { co_return response::text(big_text()); }
 task<response> echo(context& ctx) { co_return response::text(std::string(ctx.body())); }
