@@ -163,7 +163,7 @@ task<std::shared_ptr<ws_state>> ws_client_impl::connect_once() {
   ws_settings settings{opts.max_message, opts.ping_interval, opts.pong_timeout,
                        opts.send_queue,  opts.write_timeout, opts.close_timeout,
                        /*counted=*/false};
-  auto s = std::make_shared<ws_state>(tcp_socket(ex), settings);
+  auto s = std::make_shared<ws_session<tcp_socket>>(tcp_socket(ex), settings);
   connecting_ = s;
   if (stopping_.load()) {
     connecting_.reset();
