@@ -1,5 +1,5 @@
-// keel's TLS listener in process, against keel's own http_client and a raw
-// Asio SSL client: certificates the test
+// keel's TLS listener in process, against keel's own clients (http_client,
+// ws_client over wss://) and a raw Asio SSL client: certificates the test
 // makes with the openssl CLI, startup refusals naming the file, reload
 // without dropping open connections, the handshake deadline, SSE over TLS,
 // and drain. Timeouts are set to milliseconds through options.
@@ -12,6 +12,7 @@
 #include <keel/http_client.hpp>
 #include <keel/sse.hpp>
 #include <keel/ws.hpp>
+#include <keel/ws_client.hpp>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/connect.hpp>
@@ -77,6 +78,14 @@ keel::options tls_options(std::string const& cert, std::string const& key) {
   o.tls_cert = cert;
   o.tls_key = key;
   return o;
+}
+
+task<void> echo(keel::websocket& ws) {
+  for (;;) {
+    auto m = co_await ws.read();
+    if (!m) co_return;
+    ws.send(std::move(m.data), m.is_binary());
+  }
 }
 
 task<keel::response> hello(keel::context&) { co_return keel::response::text("hello over tls"); }
@@ -239,6 +248,68 @@ TEST_CASE("A certificate or key that does not load, match or is valid fails cons
   CHECK_THAT(key_is_cert, Catch::Contains(p.path("good.pem")) && Catch::Contains("tls_key"));
   auto half = config_error_of(tls_options(p.path("good.pem"), ""));
   CHECK_THAT(half, Catch::Contains("--tls-key"));
+}
+
+TEST_CASE("keel::ws_client speaks wss:// to keel's TLS server and verifies its certificate and host") {
+  auto const& p = pki();
+  keel::app app(tls_options(p.path("good.pem"), p.path("good.key")));
+  app.ws("/echo", echo);
+  kt::running_app running(app);
+  auto port = std::to_string(running.port());
+
+  io_thread io;
+  keel::ws_client_options o;
+  o.ca_file = p.path("ca.pem");
+  o.connect_timeout = ms(5000);
+  o.close_timeout = ms(500);
+  for (auto host : {"localhost", "127.0.0.1"}) {
+    keel::ws_client client(io.executor(), std::string("wss://") + host + ":" + port + "/echo", o);
+    auto run = io.spawn(client.run());
+    auto talk = [&client]() -> task<std::string> {
+      while (client.state() != keel::ws_client_state::open) {
+        if (client.state() == keel::ws_client_state::closed) co_return "closed";
+        co_await client.wait_state(client.state());
+      }
+      client.send(std::string(20000, 'z'));
+      client.send("over wss");
+      auto big = co_await client.read();
+      auto m = co_await client.read();
+      co_await client.close();
+      co_return big.data.size() == 20000 ? m.data : "bad big message";
+    };
+    auto reply = io.spawn(talk());
+    REQUIRE(reply.wait_for(std::chrono::seconds(20)) == std::future_status::ready);
+    CHECK(io.get(reply) == "over wss");
+    REQUIRE(run.wait_for(std::chrono::seconds(10)) == std::future_status::ready);
+    io.get(run);
+  }
+
+  SECTION("a certificate from a CA the client does not trust fails the attempt") {
+    auto untrusting = o;
+    untrusting.ca_file = p.path("ca2.pem");
+    untrusting.max_attempts = 1;
+    keel::ws_client client(io.executor(), "wss://localhost:" + port + "/echo", untrusting);
+    auto run = io.spawn(client.run());
+    REQUIRE(run.wait_for(std::chrono::seconds(10)) == std::future_status::ready);
+    io.get(run);
+    CHECK(client.state() == keel::ws_client_state::closed);
+    CHECK(client.attempts() == 1);
+  }
+  SECTION("the system CA store does not know the test CA") {
+    auto system = o;
+    system.ca_file.clear();
+    system.max_attempts = 1;
+    keel::ws_client client(io.executor(), "wss://localhost:" + port + "/echo", system);
+    auto run = io.spawn(client.run());
+    REQUIRE(run.wait_for(std::chrono::seconds(10)) == std::future_status::ready);
+    io.get(run);
+    CHECK(client.state() == keel::ws_client_state::closed);
+  }
+  SECTION("a ca_file that does not load is refused at construction") {
+    auto bad = o;
+    bad.ca_file = p.path("absent.pem");
+    CHECK_THROWS_AS(keel::ws_client(io.executor(), "wss://localhost:" + port + "/echo", bad), std::invalid_argument);
+  }
 }
 
 TEST_CASE("reload_tls gives new connections the new certificate while an open one keeps working") {
