@@ -32,6 +32,7 @@ using boost::system::error_code;
 using tuple_task_t = asio::as_tuple_t<use_task_t>;
 constexpr tuple_task_t tuple_task{};
 
+#ifndef KEEL_SESSION_TLS_UNIT  // session_tls.cpp: the TLS instantiation only
 connection::connection(tcp_socket s, server_state& srv, io_thread& t)
     : socket(std::move(s)), server(srv), thread(t), accepted_at(clock::now()) {
   wd = watchdog::create(socket.get_executor(), srv.check_period);
@@ -98,6 +99,7 @@ void connection::force_close() {
   error_code ec;
   socket.close(ec);
 }
+#endif
 
 namespace {
 
@@ -346,7 +348,10 @@ task<void> run_session(std::shared_ptr<connection> self, Stream& s) {
   c.delist();
 }
 
+#ifndef KEEL_SESSION_TLS_UNIT
 template task<void> run_session<tcp_socket>(std::shared_ptr<connection>, tcp_socket&);
+#else
 template task<void> run_session<tls_socket_stream>(std::shared_ptr<connection>, tls_socket_stream&);
+#endif
 
 }  // namespace keel::detail
