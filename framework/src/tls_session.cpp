@@ -5,6 +5,9 @@
 
 #include "server_state.hpp"
 
+#include <keel/log.hpp>
+#include <keel/metrics.hpp>
+
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/this_coro.hpp>
 
@@ -18,6 +21,12 @@ constexpr auto tuple_task = asio::as_tuple(use_task);
 // a client that is closing too, short enough that an idle keep-alive peer,
 // which will not answer until it next reads, does not hold a drain up.
 constexpr std::chrono::milliseconds goodbye_wait{100};
+
+metrics::counter& handshake_failures() {
+  static auto& c = metrics::global().add_counter(
+      "keel_tls_handshake_failures_total", "TLS handshakes that failed or ran past tls_handshake_timeout.");
+  return c;
+}
 }  // namespace
 
 task<void> run_tls_session(std::shared_ptr<connection> self) {
@@ -29,6 +38,12 @@ task<void> run_tls_session(std::shared_ptr<connection> self) {
   auto [ec] = co_await stream.async_handshake(asio::ssl::stream_base::server, tuple_task);
   c.wd->disarm();
   if (ec) {
+    // A drain cutting a handshake short is not the client's failure.
+    if (c.reason != cancel_reason::shutdown) {
+      handshake_failures().inc();
+      log::debug("TLS handshake failed", {{"peer", c.peer.address().to_string()},
+                                          {"error", c.wd->fired() ? std::string("timeout") : ec.message()}});
+    }
     boost::system::error_code ignored;
     c.socket.close(ignored);
     c.delist();

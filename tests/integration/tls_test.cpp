@@ -10,6 +10,7 @@
 
 #include <keel/config.hpp>
 #include <keel/http_client.hpp>
+#include <keel/metrics.hpp>
 #include <keel/sse.hpp>
 #include <keel/ws.hpp>
 #include <keel/ws_client.hpp>
@@ -195,6 +196,13 @@ class tls_client {
   std::string buf_;
 };
 
+double metric(std::string const& series) {
+  auto text = keel::metrics::global().render();
+  auto pos = text.find("\n" + series + " ");
+  if (pos == std::string::npos) return 0;
+  return std::stod(text.substr(pos + series.size() + 2));
+}
+
 std::string config_error_of(keel::options o) {
   keel::router r;
   try {
@@ -358,9 +366,11 @@ TEST_CASE("tls_handshake_timeout closes a connection that never sends a ClientHe
   sock.connect({asio::ip::make_address("127.0.0.1"), running.port()});
   auto start = std::chrono::steady_clock::now();
   char byte;
+  auto failures_before = metric("keel_tls_handshake_failures_total");
   auto ec = bounded(
       ioc, [&](auto h) { sock.async_read_some(asio::buffer(&byte, 1), h); }, [&] { sock.cancel(); });
   auto took = std::chrono::steady_clock::now() - start;
+  CHECK(metric("keel_tls_handshake_failures_total") == failures_before + 1);
   CHECK((ec == asio::error::eof || ec == asio::error::connection_reset));
   CHECK(took >= ms(100));
   CHECK(took < std::chrono::seconds(5));
