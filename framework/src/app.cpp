@@ -72,6 +72,13 @@ int serve(config& cfg, int argc, char** argv, std::function<void(app&, config co
     setup(a, cfg);
     a.listen(cfg.server().listen);
     return a.run();
+  } catch (config_error const& e) {
+    // Found once the server loads what the settings name (a TLS certificate
+    // that does not load): as bad a configuration as a bad value.
+    std::cerr << (argc > 0 ? argv[0] : "keel") << ": " << e.what() << "\n";
+    log::error("startup failed", {{"error", e.what()}});
+    log::flush();
+    return 2;
   } catch (std::exception const& e) {
     std::cerr << (argc > 0 ? argv[0] : "keel") << ": " << e.what() << "\n";
     log::error("startup failed", {{"error", e.what()}});

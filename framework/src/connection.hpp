@@ -18,6 +18,7 @@ namespace keel::detail {
 
 struct server_state;
 struct io_thread;
+struct tls_stream;
 
 /// What the session is waiting for; drain acts on the idle ones at once.
 enum class phase { reading_first, idle, reading_head, reading_body, handling, writing, upgraded };
@@ -28,6 +29,8 @@ class connection : public std::enable_shared_from_this<connection> {
   ~connection();
 
   tcp_socket socket;
+  /// TLS connections only (null on plain ones): OpenSSL over `socket`.
+  std::unique_ptr<tls_stream> tls;
   boost::beast::flat_buffer buffer;
   request req;
   trace_context trace;  // each request's, reused so its strings keep their storage
@@ -63,7 +66,13 @@ class connection : public std::enable_shared_from_this<connection> {
   bool listed_ = false;
 };
 
-/// The HTTP/1.1 session: the protocol, top to bottom.
-task<void> run_session(std::shared_ptr<connection> c);
+/// The HTTP/1.1 session: the protocol, top to bottom, over `stream`: the
+/// connection's tcp_socket, or its TLS stream (tls_stream.hpp). Instantiated
+/// for exactly those two in session.cpp, so the plain path is the same code
+/// it always was, with no type erasure.
+template <class Stream>
+task<void> run_session(std::shared_ptr<connection> c, Stream& stream);
+
+extern template task<void> run_session<tcp_socket>(std::shared_ptr<connection>, tcp_socket&);
 
 }  // namespace keel::detail

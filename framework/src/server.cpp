@@ -4,6 +4,8 @@
 
 #include "connection.hpp"
 #include "server_state.hpp"
+#include "tls_context.hpp"
+#include "tls_stream.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
@@ -28,6 +30,13 @@ using detail::server_state;
 using boost::system::error_code;
 
 namespace detail {
+
+server_state::server_state(options o, router& r) : opts(std::move(o)), routes(r) {
+  // Loaded here, before any listener binds: a bad certificate fails startup.
+  if (!opts.tls_cert.empty() || !opts.tls_key.empty()) tls = std::make_unique<tls_context>(opts.tls_cert, opts.tls_key);
+}
+
+server_state::~server_state() = default;
 
 void server_state::connection_closed() {
   active.fetch_sub(1, std::memory_order_acq_rel);
@@ -61,8 +70,10 @@ asio::ip::tcp::endpoint parse_listen(std::string_view host_port) {
 }
 
 std::chrono::milliseconds shortest_timeout(options const& o) {
-  return std::min({o.header_timeout, o.body_timeout, o.idle_timeout, o.write_timeout,
-                   o.handler_timeout});
+  auto shortest = std::min({o.header_timeout, o.body_timeout, o.idle_timeout, o.write_timeout,
+                            o.handler_timeout});
+  if (!o.tls_cert.empty()) shortest = std::min(shortest, o.tls_handshake_timeout);
+  return shortest;
 }
 
 void raise_descriptor_limit(options const& o) {
@@ -111,8 +122,7 @@ task<void> accept_loop(server_state& s, tcp_acceptor& acceptor) {
     s.accepted.fetch_add(1, std::memory_order_relaxed);
     auto c = std::make_shared<connection>(std::move(socket), s, target);
     auto slot = c->wd->slot();
-    asio::co_spawn(target.ioc.get_executor(), detail::run_session(c),
-                   asio::bind_cancellation_slot(slot, [&s, c](std::exception_ptr e) {
+    auto done = [&s, c](std::exception_ptr e) {
                      if (e) {
                        try {
                          std::rethrow_exception(e);
@@ -124,7 +134,15 @@ task<void> accept_loop(server_state& s, tcp_acceptor& acceptor) {
                      c->delist();
                      c->wd->stop();
                      s.connection_closed();
-                   }));
+                   };
+    if (s.tls) {
+      c->tls = std::make_unique<detail::tls_stream>(c->socket, s.tls->current());
+      asio::co_spawn(target.ioc.get_executor(), detail::run_tls_session(c),
+                     asio::bind_cancellation_slot(slot, std::move(done)));
+    } else {
+      asio::co_spawn(target.ioc.get_executor(), detail::run_session(c, c->socket),
+                     asio::bind_cancellation_slot(slot, std::move(done)));
+    }
   }
   s.accept_loops.fetch_sub(1);
 }
@@ -226,7 +244,7 @@ std::string server::url(std::size_t i) const {
   auto const& ep = state_->endpoints[i];
   auto host = ep.address().to_string();
   if (ep.address().is_v6()) host = "[" + host + "]";
-  return "http://" + host + ":" + std::to_string(ep.port());
+  return (state_->tls ? "https://" : "http://") + host + ":" + std::to_string(ep.port());
 }
 
 void server::start() {
@@ -289,17 +307,38 @@ void server::run_until_signal(std::function<void()> on_ready) {
   signals.async_wait([this](error_code ec, int) {
     if (!ec) stop();
   });
+  // SIGHUP reloads the certificate and key (TLS only), and keeps listening.
+  asio::signal_set hangup(s.threads[0]->ioc);
+  std::function<void()> wait_hangup;
+  if (s.tls) {
+    hangup.add(SIGHUP);
+    wait_hangup = [this, &hangup, &wait_hangup] {
+      hangup.async_wait([this, &wait_hangup](error_code ec, int) {
+        if (ec) return;
+        reload_tls();
+        wait_hangup();
+      });
+    };
+    wait_hangup();
+  }
   if (on_ready) on_ready();
   {
     std::unique_lock lock(s.done_mutex);
     s.done_cv.wait(lock, [&] { return s.finished; });
   }
   // The signal wait is the last work keeping thread 0 alive.
-  asio::post(s.threads[0]->ioc, [&signals] { signals.cancel(); });
+  asio::post(s.threads[0]->ioc, [&signals, &hangup] {
+    signals.cancel();
+    hangup.cancel();
+  });
   wait();
 }
 
 bool server::draining() const { return state_->draining.load(); }
+
+bool server::tls() const { return state_->tls != nullptr; }
+
+bool server::reload_tls() { return state_->tls && state_->tls->reload(); }
 
 server_stats server::stats() const {
   auto const& s = *state_;

@@ -20,6 +20,7 @@
 namespace keel::detail {
 
 class connection;
+class tls_context;
 
 /// One I/O thread: its io_context and the connections living on it. The list is
 /// touched only from this thread.
@@ -31,7 +32,8 @@ struct io_thread {
 };
 
 struct server_state {
-  server_state(options o, router& r) : opts(std::move(o)), routes(r) {}
+  server_state(options o, router& r);
+  ~server_state();
 
   options opts;
   router& routes;
@@ -40,6 +42,8 @@ struct server_state {
   std::vector<std::unique_ptr<tcp_acceptor>> acceptors;  // live on threads[0]
   std::vector<asio::ip::tcp::endpoint> endpoints;
   std::size_t next_thread = 0;  // accept loop only
+  /// Set when tls_cert/tls_key are: every listener speaks TLS.
+  std::unique_ptr<tls_context> tls;
 
   std::atomic<bool> started{false};
   std::atomic<bool> draining{false};

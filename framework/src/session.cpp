@@ -8,6 +8,7 @@
 #include "route_tree.hpp"
 #include "router_state.hpp"
 #include "server_state.hpp"
+#include "tls_stream.hpp"
 
 #include <keel/context.hpp>
 #include <keel/log.hpp>
@@ -31,6 +32,7 @@ using boost::system::error_code;
 using tuple_task_t = asio::as_tuple_t<use_task_t>;
 constexpr tuple_task_t tuple_task{};
 
+#ifndef KEEL_SESSION_TLS_UNIT  // session_tls.cpp: the TLS instantiation only
 connection::connection(tcp_socket s, server_state& srv, io_thread& t)
     : socket(std::move(s)), server(srv), thread(t), accepted_at(clock::now()) {
   wd = watchdog::create(socket.get_executor(), srv.check_period);
@@ -97,6 +99,7 @@ void connection::force_close() {
   error_code ec;
   socket.close(ec);
 }
+#endif
 
 namespace {
 
@@ -120,7 +123,8 @@ head_result parse_failure(request_parser const& p, error_code ec) {
   return {outcome::reject, 400, "malformed request: " + ec.message()};
 }
 
-task<head_result> read_head(connection& c, request_parser& p, bool fresh) {
+template <class Stream>
+task<head_result> read_head(connection& c, Stream& s, request_parser& p, bool fresh) {
   auto const& o = c.server.opts;
   bool started = fresh || c.buffer.size() > 0;
   auto head_deadline = (fresh ? c.accepted_at : clock::now()) + o.header_timeout;
@@ -136,7 +140,7 @@ task<head_result> read_head(connection& c, request_parser& p, bool fresh) {
     if (!started && c.server.draining.load(std::memory_order_relaxed)) co_return head_result{outcome::closed};
     c.state = started ? phase::reading_head : phase::idle;
     c.wd->arm(started ? head_deadline : clock::now() + o.idle_timeout);
-    auto [ec, n] = co_await c.socket.async_read_some(c.buffer.prepare(4096), tuple_task);
+    auto [ec, n] = co_await s.async_read_some(c.buffer.prepare(4096), tuple_task);
     c.wd->disarm();
     if (ec) {
       // A connection that sent nothing of this request is closed quietly.
@@ -166,7 +170,8 @@ clock::time_point body_deadline(options const& o, clock::time_point started, std
   return deadline;
 }
 
-task<head_result> read_body(connection& c, request_parser& p) {
+template <class Stream>
+task<head_result> read_body(connection& c, Stream& s, request_parser& p) {
   auto const& o = c.server.opts;
   auto started = clock::now();
   std::size_t received = 0;
@@ -189,7 +194,7 @@ task<head_result> read_body(connection& c, request_parser& p) {
     }
     c.state = phase::reading_body;
     c.wd->arm(body_deadline(o, started, received));
-    auto [ec, n] = co_await c.socket.async_read_some(c.buffer.prepare(16384), tuple_task);
+    auto [ec, n] = co_await s.async_read_some(c.buffer.prepare(16384), tuple_task);
     c.wd->disarm();
     if (ec) {
       if (c.wd->fired()) co_return head_result{outcome::reject, 408, "the request body did not arrive in time"};
@@ -200,15 +205,17 @@ task<head_result> read_body(connection& c, request_parser& p) {
   co_return head_result{};
 }
 
-task<bool> write_all(connection& c, std::array<asio::const_buffer, 2> buffers) {
+template <class Stream>
+task<bool> write_all(connection& c, Stream& s, std::array<asio::const_buffer, 2> buffers) {
   c.state = phase::writing;
   c.wd->arm_after(c.server.opts.write_timeout);
-  auto [ec, n] = co_await asio::async_write(c.socket, buffers, tuple_task);
+  auto [ec, n] = co_await asio::async_write(s, buffers, tuple_task);
   c.wd->disarm();
   co_return !ec;
 }
 
-task<bool> write_response(connection& c, response const& res, framing f) {
+template <class Stream>
+task<bool> write_response(connection& c, Stream& s, response const& res, framing f) {
   c.out.clear();
   bool with_body = render_head(c.out, res, f);
   std::array<asio::const_buffer, 2> buffers{asio::buffer(c.out), asio::const_buffer()};
@@ -217,7 +224,7 @@ task<bool> write_response(connection& c, response const& res, framing f) {
     if (res.body.size() <= 4096) c.out.append(res.body), buffers[0] = asio::buffer(c.out);
     else buffers[1] = asio::buffer(res.body);
   }
-  co_return co_await write_all(c, buffers);
+  co_return co_await write_all(c, s, buffers);
 }
 
 // Runs a chain; an exception that no middleware caught still gets its answer.
@@ -242,7 +249,8 @@ task<response> answer_rejection(connection& c, context& ctx, head_result const& 
 
 }  // namespace
 
-task<void> run_session(std::shared_ptr<connection> self) {
+template <class Stream>
+task<void> run_session(std::shared_ptr<connection> self, Stream& s) {
   auto& c = *self;
   auto const& o = c.server.opts;
   c.enlist();
@@ -256,13 +264,13 @@ task<void> run_session(std::shared_ptr<connection> self) {
     context ctx(c.req, o, &c);
     ctx.set_peer(c.peer);
 
-    auto head = co_await read_head(c, parser, fresh);
+    auto head = co_await read_head(c, s, parser, fresh);
     fresh = false;
     if (c.wd->fired()) co_await asio::this_coro::reset_cancellation_state();
     if (head.what == outcome::closed) break;
     if (head.what == outcome::reject) {
       auto res = co_await answer_rejection(c, ctx, head);
-      co_await write_response(c, res, {c.req.version() == 10 ? 10u : 11u, false, false});
+      co_await write_response(c, s, res, {c.req.version() == 10 ? 10u : 11u, false, false});
       break;
     }
 
@@ -277,20 +285,20 @@ task<void> run_session(std::shared_ptr<connection> self) {
       if (length && *length > max_body) {
         head_result too_big{outcome::reject, 413, "the body is larger than this route accepts"};
         auto res = co_await answer_rejection(c, ctx, too_big);
-        co_await write_response(c, res, {c.req.version(), false, false});
+        co_await write_response(c, s, res, {c.req.version(), false, false});
         break;
       }
       parser.body_limit(max_body);
       if (parser.expects_continue() && c.req.version() >= 11 && c.buffer.size() == 0) {
         static constexpr std::string_view cont = "HTTP/1.1 100 Continue\r\n\r\n";
-        if (!co_await write_all(c, {asio::buffer(cont), asio::const_buffer()})) break;
+        if (!co_await write_all(c, s, {asio::buffer(cont), asio::const_buffer()})) break;
       }
-      auto body = co_await read_body(c, parser);
+      auto body = co_await read_body(c, s, parser);
       if (c.wd->fired()) co_await asio::this_coro::reset_cancellation_state();
       if (body.what == outcome::closed) break;
       if (body.what == outcome::reject) {
         auto res = co_await answer_rejection(c, ctx, body);
-        co_await write_response(c, res, {c.req.version(), false, false});
+        co_await write_response(c, s, res, {c.req.version(), false, false});
         break;
       }
     }
@@ -331,9 +339,12 @@ task<void> run_session(std::shared_ptr<connection> self) {
     bool keep_alive = c.req.keep_alive() && !res.close &&
                       !c.server.draining.load(std::memory_order_relaxed) && !handler_cut;
     framing f{c.req.version(), keep_alive, c.req.method() == verb::head};
-    if (!co_await write_response(c, res, f)) break;
+    if (!co_await write_response(c, s, res, f)) break;
     if (!keep_alive) break;
     c.reason = cancel_reason::none;
+  }
+  if constexpr (std::is_same_v<Stream, tls_socket_stream>) {
+    if (!c.tls->taken) co_await tls_goodbye(c, s);
   }
   c.wd->stop();
   error_code ec;
@@ -341,5 +352,11 @@ task<void> run_session(std::shared_ptr<connection> self) {
   c.socket.close(ec);
   c.delist();
 }
+
+#ifndef KEEL_SESSION_TLS_UNIT
+template task<void> run_session<tcp_socket>(std::shared_ptr<connection>, tcp_socket&);
+#else
+template task<void> run_session<tls_socket_stream>(std::shared_ptr<connection>, tls_socket_stream&);
+#endif
 
 }  // namespace keel::detail

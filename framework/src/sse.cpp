@@ -18,6 +18,7 @@
 #include "connection.hpp"
 #include "response_writer.hpp"
 #include "server_state.hpp"
+#include "tls_stream.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
@@ -190,8 +191,10 @@ class sse_state : public std::enable_shared_from_this<sse_state> {
     while (!ended_) co_await wait_progress();
   }
 
-  /// The writer: run by run_sse, the session's coroutine.
-  task<void> write_loop(connection& c, std::chrono::milliseconds heartbeat) {
+  /// The writer: run by run_sse, the session's coroutine, over the
+  /// connection's socket or its TLS stream.
+  template <class Stream>
+  task<void> write_loop(connection& c, Stream& s, std::chrono::milliseconds heartbeat) {
     auto const write_timeout = c.server.opts.write_timeout;
     auto last_write = clock::now();
     std::vector<std::string> batch;
@@ -210,7 +213,7 @@ class sse_state : public std::enable_shared_from_this<sse_state> {
         }
         for (auto const& f : batch) buffers.push_back(asio::buffer(f));
         c.wd->arm_after(write_timeout);
-        auto [ec, n] = co_await asio::async_write(c.socket, buffers, tuple_task);
+        auto [ec, n] = co_await asio::async_write(s, buffers, tuple_task);
         c.wd->disarm();
         shared->queued_bytes.fetch_sub(bytes, std::memory_order_relaxed);
         if (ec) {
@@ -320,10 +323,10 @@ struct sse_job {
 
 // An SSE client sends nothing after its request, so a completed read is EOF
 // or an error (the client left); stray bytes are discarded.
-void watch_reads(std::shared_ptr<connection> c, std::shared_ptr<sse_state> st) {
-  auto& sock = c->socket;
+template <class Stream>
+void watch_reads(std::shared_ptr<connection> c, Stream& s, std::shared_ptr<sse_state> st) {
   auto& buf = st->scratch;
-  sock.async_read_some(asio::buffer(buf), [c = std::move(c), st = std::move(st)](error_code ec, std::size_t) mutable {
+  s.async_read_some(asio::buffer(buf), [c = std::move(c), &s, st = std::move(st)](error_code ec, std::size_t) mutable {
     if (st->ended()) return;
     if (ec) {
       st->abort();
@@ -331,7 +334,7 @@ void watch_reads(std::shared_ptr<connection> c, std::shared_ptr<sse_state> st) {
       c->socket.cancel(ignored);  // a write stuck on a peer that left
       return;
     }
-    watch_reads(std::move(c), std::move(st));
+    watch_reads(std::move(c), s, std::move(st));
   });
 }
 
@@ -370,10 +373,9 @@ task<void> run_sse_handler(std::shared_ptr<sse_state> st, context& ctx, std::sha
   co_await job->handler(stream);
 }
 
-task<void> run_sse(context& ctx, std::shared_ptr<sse_job> job) {
-  auto* conn = ctx.connection();
-  if (!conn) co_return;
-  auto& c = *conn;
+template <class Stream>
+task<void> run_sse_over(context& ctx, std::shared_ptr<sse_job> job, Stream& s) {
+  auto& c = *ctx.connection();
   auto self = c.shared_from_this();
   auto const& opts = job->options;
   auto st = std::make_shared<sse_state>(c.socket.get_executor(), opts.queue_limit);
@@ -383,7 +385,7 @@ task<void> run_sse(context& ctx, std::shared_ptr<sse_job> job) {
   st->enqueue(render_sse_head(ctx, opts));
   if (ctx.method() == verb::head) {
     st->close();
-    co_await st->write_loop(c, c.server.opts.sse_heartbeat);
+    co_await st->write_loop(c, s, c.server.opts.sse_heartbeat);
     if (c.wd->fired()) co_await asio::this_coro::reset_cancellation_state();
     co_return;
   }
@@ -399,7 +401,7 @@ task<void> run_sse(context& ctx, std::shared_ptr<sse_job> job) {
     if (auto s = weak.lock()) s->abort();
   };
   if (c.server.draining.load()) st->close();
-  watch_reads(self, st);
+  watch_reads(self, s, st);
 
   std::string trace_id(ctx.trace_id());
   auto done = [st, trace_id](std::exception_ptr e) {
@@ -425,7 +427,7 @@ task<void> run_sse(context& ctx, std::shared_ptr<sse_job> job) {
   asio::co_spawn(st->ex, run_sse_handler(st, ctx, job),
                  asio::bind_cancellation_slot(st->handler_cancel.slot(), std::move(done)));
 
-  co_await st->write_loop(c, opts.heartbeat.value_or(c.server.opts.sse_heartbeat));
+  co_await st->write_loop(c, s, opts.heartbeat.value_or(c.server.opts.sse_heartbeat));
   // From here on, cleanup: a watchdog expiry (write timeout) or a forced close
   // already did its job and must not cut the join short.
   co_await asio::this_coro::reset_cancellation_state();
@@ -436,6 +438,16 @@ task<void> run_sse(context& ctx, std::shared_ptr<sse_job> job) {
   c.on_drain = nullptr;
   c.on_force_close = nullptr;
   m.active.dec();
+}
+
+task<void> run_sse(context& ctx, std::shared_ptr<sse_job> job) {
+  auto* c = ctx.connection();
+  if (!c) co_return;
+  if (c->tls) {
+    co_await run_sse_over(ctx, std::move(job), c->tls->stream);
+  } else {
+    co_await run_sse_over(ctx, std::move(job), c->socket);
+  }
 }
 
 }  // namespace

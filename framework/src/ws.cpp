@@ -7,6 +7,7 @@
 
 #include "connection.hpp"
 #include "server_state.hpp"
+#include "tls_stream.hpp"
 #include "ws_state.hpp"
 
 #include <boost/asio/as_tuple.hpp>
@@ -20,6 +21,7 @@
 #include <boost/beast/http/message.hpp>
 #include <boost/beast/websocket/error.hpp>
 #include <boost/beast/websocket/rfc6455.hpp>
+#include <boost/beast/websocket/ssl.hpp>
 
 #include <atomic>
 
@@ -36,9 +38,8 @@ std::atomic<std::uint64_t> next_ws_id{1};
 constexpr auto tuple_task = asio::as_tuple(use_task);
 }  // namespace
 
-ws_state::ws_state(tcp_socket socket, ws_settings s)
-    : stream(std::move(socket)),
-      ex(stream.get_executor()),
+ws_state::ws_state(executor e, ws_settings s)
+    : ex(e),
       settings(s),
       id(next_ws_id.fetch_add(1)),
       last_rx(clock::now()),
@@ -102,14 +103,20 @@ void ws_state::request_close(std::uint16_t code, std::string reason) {
 
 void ws_state::drain() { request_close(websocket_ns::close_code::going_away, "server shutting down"); }
 
-void ws_state::abort() {
+template <class NextLayer>
+ws_session<NextLayer>::ws_session(NextLayer&& next, ws_settings s, std::shared_ptr<void> o)
+    : ws_state(next.get_executor(), s), owner(std::move(o)), stream(std::move(next)) {}
+
+template <class NextLayer>
+void ws_session<NextLayer>::abort() {
   open.store(false);
   error_code ec;
   beast::get_lowest_layer(stream).close(ec);
   wake();
 }
 
-task<void> ws_state::writer() {
+template <class NextLayer>
+task<void> ws_session<NextLayer>::writer() {
   auto self = shared_from_this();
   auto guarded = [this] { return asio::bind_cancellation_slot(write_wd_->slot(), tuple_task); };
   for (;;) {
@@ -239,13 +246,13 @@ std::string pick_subprotocol(context& ctx, std::vector<std::string> const& ours)
   return {};
 }
 
-task<void> run_ws(context& ctx, std::shared_ptr<ws_route> route, std::string subprotocol, response const& chain) {
+template <class NextLayer>
+task<void> run_ws_over(context& ctx, std::shared_ptr<ws_route> route, std::string subprotocol, response const& chain,
+                       std::shared_ptr<ws_session<NextLayer>> state) {
   auto& c = *ctx.connection();
   auto const& o = c.server.opts;
   auto const& ro = route->options;
-  ws_settings s{ro.max_message.value_or(o.ws_max_message), ro.ping_interval.value_or(o.ws_ping_interval),
-                ro.pong_timeout.value_or(o.ws_pong_timeout), ro.send_queue.value_or(o.ws_send_queue),
-                o.write_timeout, o.drain_timeout};
+  auto const& s = state->settings;
 
   beast::http::request<beast::http::empty_body> req;
   auto const& kr = ctx.req();
@@ -254,7 +261,6 @@ task<void> run_ws(context& ctx, std::shared_ptr<ws_route> route, std::string sub
   req.version(kr.version());
   for (auto const& h : kr.headers()) req.insert(h.name, h.value);
 
-  auto state = std::make_shared<ws_state>(std::move(c.socket), s);
   state->subprotocol = subprotocol;
   auto& stream = state->stream;
   stream.read_message_max(s.max_message);
@@ -327,6 +333,25 @@ task<void> run_ws(context& ctx, std::shared_ptr<ws_route> route, std::string sub
   c.server.ws_active.fetch_sub(1);
 }
 
+task<void> run_ws(context& ctx, std::shared_ptr<ws_route> route, std::string subprotocol, response const& chain) {
+  auto& c = *ctx.connection();
+  auto const& o = c.server.opts;
+  auto const& ro = route->options;
+  ws_settings s{ro.max_message.value_or(o.ws_max_message), ro.ping_interval.value_or(o.ws_ping_interval),
+                ro.pong_timeout.value_or(o.ws_pong_timeout), ro.send_queue.value_or(o.ws_send_queue),
+                o.write_timeout, o.drain_timeout};
+  if (c.tls) {
+    // The TLS stream moves into the session; the socket it runs on stays in
+    // the connection, which the session keeps alive for as long as it lives.
+    c.tls->taken = true;
+    auto state = std::make_shared<ws_session<tls_next_layer>>(std::move(c.tls->stream), s, c.shared_from_this());
+    co_await run_ws_over(ctx, std::move(route), std::move(subprotocol), chain, std::move(state));
+  } else {
+    auto state = std::make_shared<ws_session<tcp_socket>>(std::move(c.socket), s);
+    co_await run_ws_over(ctx, std::move(route), std::move(subprotocol), chain, std::move(state));
+  }
+}
+
 task<response> upgrade_or_refuse(context& ctx, std::shared_ptr<ws_route> route) {
   bool upgrade = ctx.method() == verb::get && header_has_token(ctx.header("Upgrade"), "websocket") &&
                  header_has_token(ctx.header("Connection"), "upgrade");
@@ -349,14 +374,16 @@ task<response> upgrade_or_refuse(context& ctx, std::shared_ptr<ws_route> route) 
 
 void ws_state::ping_pong_seen() { ping_outstanding_ = false; }
 
-void ws_state::watch_control_frames() {
+template <class NextLayer>
+void ws_session<NextLayer>::watch_control_frames() {
   stream.control_callback([this](websocket_ns::frame_type kind, beast::string_view) {
     last_rx = clock::now();
     if (kind == websocket_ns::frame_type::pong) ping_pong_seen();
   });
 }
 
-task<void> ws_state::reader() {
+template <class NextLayer>
+task<void> ws_session<NextLayer>::reader() {
   auto self = shared_from_this();
   namespace err = websocket_ns;
   for (;;) {
@@ -443,6 +470,9 @@ task<void> ws_state::join_reader() {
     co_await join_timer_.async_wait(tuple_task);
   }
 }
+
+template class ws_session<tcp_socket>;
+template class ws_session<tls_next_layer>;
 
 }  // namespace detail
 

@@ -14,6 +14,8 @@
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/basic_resolver.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/ssl/host_name_verification.hpp>
 #include <boost/beast/core/string.hpp>
 #include <boost/beast/websocket/rfc6455.hpp>
 #include <boost/url/parse.hpp>
@@ -43,6 +45,28 @@ namespace detail {
 namespace {
 constexpr auto tuple_task = asio::as_tuple(use_task);
 using resolver = asio::ip::basic_resolver<asio::ip::tcp, executor>;
+
+// What a wss:// session's stream runs on: the socket, and the TLS context
+// the stream was made from, both kept for as long as the session lives.
+struct tls_owner {
+  tls_owner(executor ex, std::shared_ptr<asio::ssl::context> c) : ctx(std::move(c)), socket(ex) {}
+  std::shared_ptr<asio::ssl::context> ctx;
+  tcp_socket socket;
+};
+
+std::shared_ptr<asio::ssl::context> client_tls_context(std::string const& ca_file) {
+  auto ctx = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_client);
+  SSL_CTX_set_min_proto_version(ctx->native_handle(), TLS1_2_VERSION);
+  error_code ec;
+  if (!ca_file.empty()) {
+    ctx->load_verify_file(ca_file, ec);
+    if (ec) throw std::invalid_argument("keel::ws_client: ca_file " + ca_file + " does not load: " + ec.message());
+  } else {
+    ctx->set_default_verify_paths(ec);
+    if (ec) throw std::runtime_error("keel::ws_client: the system CA store does not load: " + ec.message());
+  }
+  return ctx;
+}
 }  // namespace
 
 class ws_client_impl : public std::enable_shared_from_this<ws_client_impl> {
@@ -56,6 +80,7 @@ class ws_client_impl : public std::enable_shared_from_this<ws_client_impl> {
         close_timer_(e),
         wd_(watchdog::create(e, opts.connect_timeout)) {
     parse(url);
+    if (tls_) tls_ctx_ = client_tls_context(opts.ca_file);
     // Waiters only wait; cancel() wakes them all and leaves the expiry alone,
     // so two waiters never cancel each other.
     change_timer_.expires_at(clock::time_point::max());
@@ -86,9 +111,13 @@ class ws_client_impl : public std::enable_shared_from_this<ws_client_impl> {
   }
   void stop_now();
   task<std::shared_ptr<ws_state>> connect_once();
+  template <class NextLayer>
+  task<std::shared_ptr<ws_state>> connect(std::shared_ptr<ws_session<NextLayer>> s);
   task<bool> serve(std::shared_ptr<ws_state> s);
 
   std::string host_, host_header_, port_, target_;
+  bool tls_ = false;
+  std::shared_ptr<asio::ssl::context> tls_ctx_;  // wss:// only
   resolver resolver_;
   steady_timer sleep_timer_;   // the backoff sleep, cut short by stop()
   steady_timer change_timer_;  // wakes wait_state() and read() on changes
@@ -107,13 +136,13 @@ class ws_client_impl : public std::enable_shared_from_this<ws_client_impl> {
 void ws_client_impl::parse(std::string_view url) {
   auto u = boost::urls::parse_uri(url);
   if (!u) throw std::invalid_argument("keel::ws_client: not a URL: " + std::string(url));
-  if (u->scheme() == "wss") throw std::invalid_argument("keel::ws_client: wss:// is not supported yet");
-  if (u->scheme() != "ws" || u->host().empty()) {
-    throw std::invalid_argument("keel::ws_client: need ws://host[:port]/path, got " + std::string(url));
+  tls_ = u->scheme() == "wss";
+  if ((u->scheme() != "ws" && !tls_) || u->host().empty()) {
+    throw std::invalid_argument("keel::ws_client: need ws:// or wss://host[:port]/path, got " + std::string(url));
   }
   host_ = u->host_address();
   host_header_ = std::string(u->encoded_host_and_port());  // keeps [] around IPv6
-  port_ = "80";
+  port_ = tls_ ? "443" : "80";
   if (u->has_port() && !u->port().empty()) {
     auto p = u->port();
     unsigned long n = 0;
@@ -163,7 +192,18 @@ task<std::shared_ptr<ws_state>> ws_client_impl::connect_once() {
   ws_settings settings{opts.max_message, opts.ping_interval, opts.pong_timeout,
                        opts.send_queue,  opts.write_timeout, opts.close_timeout,
                        /*counted=*/false};
-  auto s = std::make_shared<ws_state>(tcp_socket(ex), settings);
+  if (tls_) {
+    auto owner = std::make_shared<tls_owner>(ex, tls_ctx_);
+    auto s = std::make_shared<ws_session<tls_next_layer>>(tls_next_layer(owner->socket, *owner->ctx), settings,
+                                                         owner);
+    co_return co_await connect(std::move(s));
+  }
+  auto s = std::make_shared<ws_session<tcp_socket>>(tcp_socket(ex), settings);
+  co_return co_await connect(std::move(s));
+}
+
+template <class NextLayer>
+task<std::shared_ptr<ws_state>> ws_client_impl::connect(std::shared_ptr<ws_session<NextLayer>> s) {
   connecting_ = s;
   if (stopping_.load()) {
     connecting_.reset();
@@ -184,6 +224,21 @@ task<std::shared_ptr<ws_state>> ws_client_impl::connect_once() {
   if (!ec) {
     auto [cec, ep] = co_await asio::async_connect(beast::get_lowest_layer(s->stream), endpoints, guarded);
     ec = cec;
+  }
+  if constexpr (std::is_same_v<NextLayer, tls_next_layer>) {
+    if (!ec) {
+      // The certificate must chain to a trusted CA and name host_ (a DNS name
+      // or an IP address SAN); SNI carries names only, never addresses.
+      auto& tls = s->stream.next_layer();
+      error_code aec;
+      asio::ip::make_address(host_, aec);
+      if (aec) SSL_set_tlsext_host_name(tls.native_handle(), host_.c_str());
+      tls.set_verify_mode(asio::ssl::verify_peer);
+      tls.set_verify_callback(asio::ssl::host_name_verification(host_));
+      auto [tec] = co_await tls.async_handshake(asio::ssl::stream_base::client, guarded);
+      ec = tec;
+      if (ec && !stopping_.load()) log::debug("ws_client TLS handshake failed", {{"host", host_}, {"error", ec.message()}});
+    }
   }
   if (!ec) {
     auto& stream = s->stream;

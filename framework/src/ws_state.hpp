@@ -1,13 +1,20 @@
 #pragma once
-// One WebSocket connection's state: the Beast stream, the send queue drained by
-// the one writer coroutine, and the heartbeat. Lives on its connection's
-// executor; only send() and the atomics are touched from other threads.
-// Shared by both ends: the server's sessions (ws.cpp) and keel::ws_client
-// (ws_client.cpp) differ only in how the handshake happens.
+// One WebSocket connection's state: the send queue drained by the one writer
+// coroutine, the inbox the one reader fills, and the heartbeat (ws_state), and
+// the Beast stream they work on (ws_session<NextLayer>: over a tcp_socket, or
+// over TLS). Lives on its connection's executor; only send() and the atomics
+// are touched from other threads. Shared by both ends: the server's sessions
+// (ws.cpp) and keel::ws_client (ws_client.cpp) differ only in how the
+// handshake happens.
+//
+// Handles (ws_handle, websocket) hold the stream-independent base; the stream
+// type is known only where the reader and writer are spawned, so a message
+// costs no virtual call and a plain connection no TLS code.
 #include <keel/net.hpp>
 #include <keel/timeout.hpp>
 #include <keel/ws.hpp>
 
+#include <boost/asio/ssl/stream.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/websocket/stream.hpp>
 
@@ -33,9 +40,10 @@ struct ws_settings {
 
 class ws_state : public std::enable_shared_from_this<ws_state> {
  public:
-  using stream_type = boost::beast::websocket::stream<tcp_socket>;
-
-  ws_state(tcp_socket socket, ws_settings settings);
+  ws_state(executor ex, ws_settings settings);
+  virtual ~ws_state() = default;
+  ws_state(ws_state const&) = delete;
+  ws_state& operator=(ws_state const&) = delete;
 
   /// Any thread: queue a message; false when closed or over the queue limit.
   bool send(std::shared_ptr<std::string const> data, bool binary);
@@ -44,12 +52,10 @@ class ws_state : public std::enable_shared_from_this<ws_state> {
   /// Any thread: the server is draining (close 1001 after the queue).
   void drain();
   /// This thread: close the TCP connection now.
-  void abort();
+  virtual void abort() = 0;
 
   /// A pong or data frame arrived: the peer is alive.
   void ping_pong_seen();
-  /// Feeds control frames (pings, pongs) to the heartbeat; once, before the handshake.
-  void watch_control_frames();
   /// Whether `size` more bytes fit the send queue now.
   bool has_room(std::size_t size) const {
     auto q = queued_bytes_.load(std::memory_order_relaxed);
@@ -57,12 +63,12 @@ class ws_state : public std::enable_shared_from_this<ws_state> {
   }
 
   /// The writer coroutine: queue, pings, close. Spawned once by the session.
-  task<void> writer();
+  virtual task<void> writer() = 0;
   /// Stops the writer and waits for it.
   task<void> join_writer();
   /// The reader coroutine: reads frames continuously (so pongs and close
   /// frames are seen even while the handler is busy) into a bounded inbox.
-  task<void> reader();
+  virtual task<void> reader() = 0;
   /// The handler's side of the inbox.
   task<ws_message> next_message();
   /// Closes the socket and waits for the reader to end.
@@ -71,7 +77,6 @@ class ws_state : public std::enable_shared_from_this<ws_state> {
   /// ended: the connection is over (peer closed, dead, or closed by us).
   task<void> wait_ended();
 
-  stream_type stream;
   executor ex;
   ws_settings settings;
   std::uint64_t id;
@@ -86,7 +91,7 @@ class ws_state : public std::enable_shared_from_this<ws_state> {
   /// True once request_close() ran: a close frame is on its way or sent.
   bool close_requested() const { return close_requested_; }
 
- private:
+ protected:
   struct outbound {
     std::shared_ptr<std::string const> data;
     bool binary = false;
@@ -114,5 +119,30 @@ class ws_state : public std::enable_shared_from_this<ws_state> {
   bool writer_stop_ = false;
   steady_timer join_timer_;
 };
+
+/// A ws_state over a concrete stream: tcp_socket (ws://) or TLS over a socket
+/// (wss://), whose socket `owner` keeps alive (the server's connection, or the
+/// client's own socket and TLS context).
+template <class NextLayer>
+class ws_session final : public ws_state {
+ public:
+  using stream_type = boost::beast::websocket::stream<NextLayer>;
+
+  ws_session(NextLayer&& next, ws_settings settings, std::shared_ptr<void> owner = {});
+
+  void abort() override;
+  task<void> writer() override;
+  task<void> reader() override;
+  /// Feeds control frames (pings, pongs) to the heartbeat; once, before the handshake.
+  void watch_control_frames();
+
+  // Declared before the stream, so it goes after it.
+  std::shared_ptr<void> owner;
+  stream_type stream;
+};
+
+using tls_next_layer = asio::ssl::stream<tcp_socket&>;
+extern template class ws_session<tcp_socket>;
+extern template class ws_session<tls_next_layer>;
 
 }  // namespace keel::detail

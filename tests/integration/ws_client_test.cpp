@@ -498,9 +498,14 @@ TEST_CASE("a connection that stayed up for reset_after resets the backoff; a sho
 TEST_CASE("ws_client refuses URLs it cannot serve") {
   io_thread io;
   CHECK_THROWS_AS(keel::ws_client(io.executor(), "http://127.0.0.1/"), std::invalid_argument);
-  CHECK_THROWS_AS(keel::ws_client(io.executor(), "wss://127.0.0.1/"), std::invalid_argument);
+  CHECK_THROWS_AS(keel::ws_client(io.executor(), "https://127.0.0.1/"), std::invalid_argument);
   CHECK_THROWS_AS(keel::ws_client(io.executor(), "not a url"), std::invalid_argument);
   CHECK_THROWS_AS(keel::ws_client(io.executor(), "ws://127.0.0.1:99999/"), std::invalid_argument);
   CHECK_NOTHROW(keel::ws_client(io.executor(), "ws://[::1]:9/path?q=1"));
   CHECK_NOTHROW(keel::ws_client(io.executor(), "ws://localhost/"));
+  // wss:// is served (tls_test.cpp); a CA file that does not load is not.
+  CHECK_NOTHROW(keel::ws_client(io.executor(), "wss://127.0.0.1/"));
+  keel::ws_client_options bad_ca;
+  bad_ca.ca_file = "/nonexistent/ca.pem";
+  CHECK_THROWS_AS(keel::ws_client(io.executor(), "wss://127.0.0.1/", bad_ca), std::invalid_argument);
 }

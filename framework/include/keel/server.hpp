@@ -40,7 +40,9 @@ struct server_stats {
 
 class server {
  public:
-  /// The router must outlive the server; it is frozen by start().
+  /// The router must outlive the server; it is frozen by start(). With
+  /// tls_cert/tls_key set, loads them and throws keel::config_error naming
+  /// the file that does not load, does not match or has expired.
   server(options opts, router& routes);
   ~server();
   server(server const&) = delete;
@@ -51,8 +53,17 @@ class server {
   void listen(std::string_view host_port);
   /// The bound port of the i-th listener (useful with port 0); 0 before listen().
   std::uint16_t port(std::size_t i = 0) const;
-  /// "http://127.0.0.1:8080" of the i-th listener; empty before listen().
+  /// "http://127.0.0.1:8080" (https:// with TLS) of the i-th listener; empty before listen().
   std::string url(std::size_t i = 0) const;
+
+  /// Whether the listeners speak TLS (options::tls_cert and tls_key set; the
+  /// constructor loaded them or threw keel::config_error naming the file).
+  bool tls() const;
+  /// Loads tls_cert and tls_key again (SIGHUP does this under
+  /// run_until_signal()): new connections get the new certificate, open ones
+  /// keep theirs. A pair that fails to load is logged and the old one kept;
+  /// returns whether the new one took (false without TLS). Thread-safe.
+  bool reload_tls();
 
   /// Raises RLIMIT_NOFILE, starts the threads and begins accepting.
   void start();
@@ -63,7 +74,8 @@ class server {
   void stop();
   /// Blocks until the drain is over and every thread has joined.
   void wait();
-  /// start(), then wait for SIGINT/SIGTERM (which call stop()), then wait().
+  /// start(), then wait for SIGINT/SIGTERM (which call stop()), then wait();
+  /// with TLS, SIGHUP meanwhile calls reload_tls().
   /// `on_ready` runs once listening (the apps print their line there).
   void run_until_signal(std::function<void()> on_ready = {});
 

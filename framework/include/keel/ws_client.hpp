@@ -32,7 +32,13 @@
 //
 // Threads: send(), stop() and state() from any thread; read(), close(),
 // wait_state() and run() on the client's executor, read() from one coroutine
-// at a time. wss:// is not supported yet (the constructor refuses it).
+// at a time.
+//
+// wss:// speaks TLS 1.2 or 1.3 and verifies the server: its certificate must
+// chain to a trusted CA (the system's store, or only those in ca_file) and
+// name the URL's host (DNS name or IP address SAN); the name also goes out as
+// SNI. A server that fails verification is a failed attempt, retried with the
+// backoff like any other.
 #include <keel/backoff.hpp>
 #include <keel/net.hpp>
 #include <keel/ws.hpp>
@@ -74,6 +80,8 @@ struct ws_client_options {
   std::vector<std::pair<std::string, std::string>> headers;
   /// Offered in Sec-WebSocket-Protocol.
   std::vector<std::string> subprotocols;
+  /// wss:// only: PEM file of the CAs to trust instead of the system's.
+  std::string ca_file;
   /// Called on the client's executor before each backoff sleep with the
   /// delay drawn and `attempt`, the delays drawn since the backoff last reset
   /// (1: under the base ceiling), for logs, metrics and tests.
@@ -91,7 +99,8 @@ char const* to_string(ws_client_state s);
 
 class ws_client {
  public:
-  /// `url` is ws://host[:port][/path][?query]; throws std::invalid_argument otherwise.
+  /// `url` is ws:// or wss://host[:port][/path][?query]; throws
+  /// std::invalid_argument otherwise, or when ca_file does not load.
   ws_client(executor ex, std::string_view url, ws_client_options o = {});
   ~ws_client();
   ws_client(ws_client const&) = delete;
