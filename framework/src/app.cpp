@@ -8,6 +8,16 @@
 
 namespace keel {
 
+namespace {
+task<response> readyz(context& ctx, std::vector<std::function<std::string()>> const* checks) {
+  if (ctx.draining()) co_return ctx.problem(503, "draining");
+  for (auto const& check : *checks) {
+    if (auto why = check(); !why.empty()) co_return ctx.problem(503, why);
+  }
+  co_return response::text("ready\n");
+}
+}  // namespace
+
 app::app(options opts) : opts_(std::move(opts)) {}
 app::~app() = default;
 
@@ -21,10 +31,8 @@ void app::add_builtin_routes() {
   builtins_ = true;
   // Liveness and readiness are the framework's: only it knows the drain state.
   get("/healthz", [](context&) -> task<response> { co_return response::text("ok\n"); });
-  get("/readyz", [](context& ctx) -> task<response> {
-    if (ctx.draining()) co_return ctx.problem(503, "draining");
-    co_return response::text("ready\n");
-  });
+  auto const* checks = &readiness_;  // the app outlives its routes' requests
+  get("/readyz", [checks](context& ctx) { return readyz(ctx, checks); });
 }
 
 void app::listen(std::string_view host_port) { server().listen(host_port); }

@@ -23,6 +23,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace keel {
 
@@ -57,11 +58,17 @@ class app : public router {
   /// SIGINT or SIGTERM), e.g. to stop background work.
   void on_stop(std::function<void()> f) { server().on_stop(std::move(f)); }
 
+  /// Adds a condition to /readyz: `check` returns empty while ready, else the
+  /// reason /readyz's 503 gives (e.g. a backing store that is down). It runs
+  /// on an I/O thread per probe: keep it a cheap read of state. Call before start().
+  void add_readiness_check(std::function<std::string()> check) { readiness_.push_back(std::move(check)); }
+
  private:
   void add_builtin_routes();
   options opts_;
   std::unique_ptr<keel::server> server_;
   bool builtins_ = false;
+  std::vector<std::function<std::string()>> readiness_;
 };
 
 /// The standard main(): config, --help, setup, run. Returns the process exit code:
