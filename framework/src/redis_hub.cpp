@@ -290,10 +290,11 @@ struct redis_hub::impl : std::enable_shared_from_this<impl> {
         co_await pause(pub_wake, clock::now() + delay);
         continue;
       }
-      retry.reset();
       set_pub_up(true);
       log::info("redis_hub: publisher connected", {{"url", opts.url.str()}, {"instance", id}});
+      auto since = clock::now();
       co_await publish_batches();
+      if (clock::now() - since >= opts.reset_after) retry.reset();
       set_pub_up(false);
       pub_conn.close();
       if (!stopping) log::warn("redis_hub: publisher disconnected", {{"url", opts.url.str()}});
@@ -342,13 +343,14 @@ struct redis_hub::impl : std::enable_shared_from_this<impl> {
         co_await pause(sub_wake, clock::now() + delay);
         continue;
       }
-      retry.reset();
       subscribed.clear();
       sub_up = true;
       sub_gauge->add(1);
       log::info("redis_hub: subscriber connected, subscribing to the rooms with local members",
                 {{"url", opts.url.str()}, {"rooms", static_cast<std::uint64_t>(local.rooms().size())}});
+      auto since = clock::now();
       co_await (sub_reader() || sub_writer());
+      if (clock::now() - since >= opts.reset_after) retry.reset();
       sub_up = false;
       sub_gauge->add(-1);
       sub_conn.close();

@@ -145,7 +145,7 @@ class Chat:
     def __init__(self, binary, redis_url):
         self.p = subprocess.Popen([binary, "--listen", "127.0.0.1:0", "--threads", "1", "--drain-timeout", "2s",
                                    "--redis", redis_url, "--redis-member-ttl", f"{TTL_MS}ms",
-                                   "--redis-reconnect-cap", "200ms", "--redis-readiness"],
+                                   "--reconnect-base", "50ms", "--reconnect-cap", "200ms", "--redis-readiness"],
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         line = self.p.stdout.readline()
         m = re.fullmatch(r"listening on http://127\.0\.0\.1:(\d+)\n", line)

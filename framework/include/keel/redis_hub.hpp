@@ -60,6 +60,8 @@ struct redis_hub_options {
   std::string channel_prefix = "keel:hub:";
   /// Reconnect policy of both connections (SPEC §2's by default).
   backoff_options reconnect{};
+  /// A connection that stayed up this long starts the next backoff afresh.
+  std::chrono::milliseconds reset_after{std::chrono::seconds(30)};
   std::chrono::milliseconds connect_timeout{std::chrono::seconds(2)};
   /// Bound on one batch of PUBLISHes and its replies; on expiry the
   /// connection is dropped and the batch counted as publish_failed.
