@@ -137,14 +137,15 @@ struct redis_connection::impl {
     if (last) co_return last;
     socket.set_option(asio::ip::tcp::no_delay(true), last);
     reset_reader();
-    if (u.db != 0) {
-      std::string cmd;
-      format(cmd, {"SELECT", std::to_string(u.db)});
-      if (auto ec = co_await write(cmd)) co_return ec;
-      auto [ec, reply] = co_await read();
-      if (ec) co_return ec;
-      if (reply.is_error()) co_return make_error_code(boost::system::errc::invalid_argument);
-    }
+    // One round trip before calling it connected: a server that accepts but
+    // does not answer (stopped, overloaded) fails here, within the timeout.
+    std::string cmd;
+    if (u.db != 0) format(cmd, {"SELECT", std::to_string(u.db)});
+    else format(cmd, {"PING"});
+    if (auto ec = co_await write(cmd)) co_return ec;
+    auto [ec, reply] = co_await read();
+    if (ec) co_return ec;
+    if (reply.is_error()) co_return make_error_code(boost::system::errc::invalid_argument);
     co_return error_code{};
   }
 

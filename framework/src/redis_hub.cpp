@@ -158,6 +158,8 @@ struct redis_hub::impl : std::enable_shared_from_this<impl> {
   std::atomic<bool> sub_wake_posted{false};
   std::atomic<bool> sub_up{false};
   bool sub_dirty = false;  ///< hub thread: the rooms changed since sub_writer looked
+  clock::time_point sub_last_rx{};    ///< hub thread: the subscriber's last reply
+  clock::time_point sub_last_ping{};  ///< hub thread
 
   // Hub thread only.
   steady_timer pub_wake;
@@ -344,6 +346,7 @@ struct redis_hub::impl : std::enable_shared_from_this<impl> {
         continue;
       }
       subscribed.clear();
+      sub_last_rx = sub_last_ping = clock::now();
       sub_up = true;
       sub_gauge->add(1);
       log::info("redis_hub: subscriber connected, subscribing to the rooms with local members",
@@ -380,14 +383,38 @@ struct redis_hub::impl : std::enable_shared_from_this<impl> {
       if (!out.empty()) {
         if (auto ec = co_await sub_conn.write(out)) co_return;
       }
-      if (!sub_dirty && !stopping) co_await wait_woken(sub_wake);
+      if (auto h = opts.health_interval; h.count() > 0) {
+        auto now = clock::now();
+        if (now - sub_last_rx > 2 * h) {
+          log::warn("redis_hub: subscriber connection silent, reconnecting",
+                    {{"url", opts.url.str()}, {"silent_ms", static_cast<std::int64_t>(
+                        std::chrono::duration_cast<std::chrono::milliseconds>(now - sub_last_rx).count())}});
+          co_return;
+        }
+        if (now - sub_last_ping >= h) {
+          std::string ping;
+          redis_connection::format(ping, {"PING"});
+          sub_last_ping = now;
+          if (auto ec = co_await sub_conn.write(ping)) co_return;
+        }
+        if (!sub_dirty && !stopping) co_await pause_or_wake(sub_wake, sub_last_ping + h);
+      } else if (!sub_dirty && !stopping) {
+        co_await wait_woken(sub_wake);
+      }
     }
+  }
+
+  /// Sleeps until `deadline`, a wake-up or stop().
+  task<void> pause_or_wake(steady_timer& t, clock::time_point deadline) {
+    t.expires_at(deadline);
+    co_await t.async_wait(as_tuple_task);
   }
 
   task<void> sub_reader() {
     for (;;) {
       auto [ec, r] = co_await sub_conn.read();
       if (ec) co_return;
+      sub_last_rx = clock::now();  // a message, an acknowledgement or a pong
       if (r.type != redis_reply::kind::array || r.elements.size() != 3) continue;
       if (r.elements[0].str != "message") continue;  // subscribe/unsubscribe acknowledgements
       on_message(r.elements[1].str, r.elements[2].str);

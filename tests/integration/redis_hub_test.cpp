@@ -49,6 +49,7 @@ keel::redis_hub_options hub_options(redis_server const& redis) {
   o.reconnect = {.base = 20ms, .multiplier = 2, .cap = 200ms};
   o.connect_timeout = 500ms;
   o.command_timeout = 1s;
+  o.health_interval = 100ms;
   return o;
 }
 
@@ -198,6 +199,8 @@ TEST_CASE("redis_hub: with Redis down local delivery goes on and the loss is cou
   for (auto* c : {&a, &a2, &b}) CHECK(c->read() == "before");
 
   redis.stop(true);
+  // Both publishers have seen it (else a publish fails in flight: publish_failed).
+  REQUIRE(kt::eventually([&] { return metric("keel_hub_redis_connected{connection=\"publish\"}") == 0; }));
   REQUIRE(kt::eventually([&] { return !one.hub.connected() && !two.hub.connected(); }));
   double down = metric("keel_hub_dropped_total{reason=\"redis_down\"}");
   double gap = metric("keel_hub_dropped_total{reason=\"gap\"}");
@@ -221,4 +224,27 @@ TEST_CASE("redis_hub: with Redis down local delivery goes on and the loss is cou
   CHECK(metric("keel_hub_dropped_total{reason=\"gap\"}") - gap == 3);
   b.send("back");
   for (auto* c : {&a, &a2, &b}) CHECK(c->read() == "back");
+}
+
+TEST_CASE("redis_hub: a Redis that stops answering without closing is found by the subscriber's pings "
+          "and reconnected once it answers again",
+          "[redis][redis_hub]") {
+  if (!keel::test::redis_available()) {
+    WARN("redis-server is not installed (Debian package redis-server): skipping");
+    return;
+  }
+  redis_server redis;
+  io_thread io;
+  instance one(hub_options(redis)), two(hub_options(redis));
+  ws_client a(one.port(), "/room?r=frozen");
+  ws_client b(two.port(), "/room?r=frozen");
+  REQUIRE(kt::eventually([&] { return subscribers(io, redis, "frozen") == 2; }));
+  redis.pause();
+  CHECK(kt::eventually([&] { return !one.hub.connected() && !two.hub.connected(); }, 5s));
+  redis.resume();
+  REQUIRE(kt::eventually([&] { return one.hub.connected() && two.hub.connected(); }));
+  REQUIRE(kt::eventually([&] { return subscribers(io, redis, "frozen") == 2; }));
+  a.send("thawed");
+  CHECK(b.read() == "thawed");
+  CHECK(a.read() == "thawed");
 }

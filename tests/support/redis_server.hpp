@@ -76,10 +76,14 @@ class redis_server {
     }
     return keel::testing::eventually([&] { return tcp_port_open(port_); }, std::chrono::seconds(10));
   }
+  /// Freezes it (SIGSTOP): connections stay open but nothing is answered.
+  void pause() { if (pid_ > 0) ::kill(pid_, SIGSTOP); }
+  void resume() { if (pid_ > 0) ::kill(pid_, SIGCONT); }
   /// Stops it (SIGTERM, or SIGKILL when `kill` is set) and waits until it is gone.
   void stop(bool kill = false) {
     if (pid_ <= 0) return;
     ::kill(pid_, kill ? SIGKILL : SIGTERM);
+    ::kill(pid_, SIGCONT);  // a paused server must run to see its signal
     int status = 0;
     waitpid(pid_, &status, 0);
     pid_ = -1;

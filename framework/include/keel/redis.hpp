@@ -6,8 +6,8 @@
 //   if (auto ec = co_await c.connect(keel::redis_url::parse("redis://127.0.0.1:6379/0"), 500ms)) …
 //   auto [ec, replies] = co_await c.pipeline({{"INCR", "n"}, {"GET", "n"}}, 500ms);
 //
-// connect() resolves, connects and SELECTs the database, all within the
-// timeout. pipeline() writes its commands in one buffer and reads one reply
+// connect() resolves, connects and SELECTs the database (PINGs for db 0),
+// all within the timeout: a server that accepts but does not answer fails it. pipeline() writes its commands in one buffer and reads one reply
 // per command; a Redis error reply is a reply (kind::error), not an error
 // code. Failures are error codes, never exceptions: asio::error::timed_out
 // (the connection is closed then: a late reply would be taken for the next

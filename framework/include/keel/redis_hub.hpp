@@ -66,6 +66,9 @@ struct redis_hub_options {
   /// Bound on one batch of PUBLISHes and its replies; on expiry the
   /// connection is dropped and the batch counted as publish_failed.
   std::chrono::milliseconds command_timeout{std::chrono::seconds(2)};
+  /// The subscriber PINGs this often; a connection silent for twice as long
+  /// (a Redis that hangs without closing) is dropped and reconnected. 0: off.
+  std::chrono::milliseconds health_interval{std::chrono::seconds(5)};
   /// Publishes waiting for the publisher connection; beyond it: queue_full.
   std::size_t max_queued = 10000;
 };
