@@ -5,7 +5,7 @@
 //   GET /api/rooms                 [{"room":"r1","members":2}]
 //   GET /api/rooms/{room}/events   the room's messages as SSE, resuming after Last-Event-ID
 // Usage: chat [--listen HOST:PORT] [--threads N] [--token T] [--config app.json]
-//             [--redis redis://HOST:PORT/DB [--redis-member-ttl 15s] [--redis-readiness]]
+//             [--redis redis://HOST:PORT/DB [--redis-member-ttl 15s] [--redis-timeout 2s] [--redis-readiness]]
 //             (Redis reconnects follow keel's reconnect_* settings)
 //   With --token T, /ws and /api/* need `Authorization: Bearer T` or `?access_token=T`.
 //   With --redis, several instances share rooms, presence and history (docs/scaling.md).
@@ -80,10 +80,13 @@ std::shared_ptr<chat_state> make_state(keel::config const& cfg) {
   try {
     ho.url = keel::redis_url::parse(url);
     so.member_ttl = keel::parse_duration(cfg.get("redis_member_ttl"));
+    ho.connect_timeout = ho.command_timeout = keel::parse_duration(cfg.get("redis_timeout"));
   } catch (std::invalid_argument const& e) {
     throw keel::config_error(std::string("redis: ") + e.what());
   }
   if (so.member_ttl.count() <= 0) throw keel::config_error("redis_member_ttl: must be above 0");
+  if (ho.command_timeout.count() <= 0) throw keel::config_error("redis_timeout: must be above 0");
+  so.connect_timeout = so.command_timeout = ho.command_timeout;
   // keel's reconnect_* settings (SPEC §2), as for its WebSocket client.
   auto const& rp = cfg.server().reconnect;
   ho.reconnect = {.base = rp.base, .multiplier = rp.multiplier, .cap = rp.cap};
@@ -244,6 +247,7 @@ int main(int argc, char** argv) {
   keel::config cfg("chat");
   cfg.add("token", "", "when set, /ws and /api/* need `Authorization: Bearer T` or `?access_token=T`");
   cfg.add("redis_member_ttl", "15s", "with redis: a crashed instance's members vanish within this (+1/3)");
+  cfg.add("redis_timeout", "2s", "with redis: bound on a connect and on each batch of commands");
   cfg.add_flag("redis_readiness", "with redis: /readyz answers 503 while Redis is unreachable");
   return keel::serve(cfg, argc, argv, setup);
 }

@@ -246,7 +246,45 @@ struct shared_rooms::impl {
       }
     }
     auto [ec, replies] = co_await conn.pipeline(cmds, opts.command_timeout);
-    if (ec) up = false;
+    if (ec) {
+      up = false;
+      co_return;
+    }
+    co_await remove_ghosts();
+  }
+
+  /// Members of this instance that left while Redis was unreachable are still
+  /// listed there: remove them. No presence is published for them: this
+  /// instance's members had the leave already, and the hub cannot send to
+  /// the other instances alone (other instances' pages keep the name until
+  /// they rejoin; joined.members and /api/rooms are right at once).
+  keel::task<void> remove_ghosts() {
+    std::vector<redis_command> q{{"SMEMBERS", k_inst_rooms(opts.instance_id)}};
+    auto [ec, r] = co_await conn.pipeline(q, opts.command_timeout);
+    if (ec || r.empty()) co_return;
+    auto prefix = opts.instance_id + ":";
+    for (auto const& room_reply : r[0].elements) {
+      auto const& room = room_reply.str;
+      std::vector<redis_command> range{{"ZRANGE", k_members(room), "0", "-1"}};
+      auto [rec, members] = co_await conn.pipeline(range, opts.command_timeout);
+      if (rec || members.empty()) co_return;
+      std::vector<std::string> ghosts;
+      {
+        std::lock_guard lock(mutex);
+        auto it = rooms.find(room);
+        for (auto const& m : members[0].elements) {
+          if (m.str.compare(0, prefix.size(), prefix) != 0) continue;
+          bool here = it != rooms.end() && std::any_of(it->second.members.begin(), it->second.members.end(),
+                                                       [&](member const& x) { return x.key == m.str; });
+          if (!here) ghosts.push_back(m.str);
+        }
+      }
+      if (ghosts.empty()) continue;
+      std::vector<redis_command> rem;
+      for (auto const& g : ghosts) rem.push_back({"ZREM", k_members(room), g});
+      auto [dec, done] = co_await conn.pipeline(rem, opts.command_timeout);
+      if (dec) co_return;
+    }
   }
 
   std::vector<redis_command> alive_commands() const {

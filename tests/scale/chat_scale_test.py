@@ -144,7 +144,7 @@ class Redis:
 class Chat:
     def __init__(self, binary, redis_url):
         self.p = subprocess.Popen([binary, "--listen", "127.0.0.1:0", "--threads", "1", "--drain-timeout", "2s",
-                                   "--redis", redis_url, "--redis-member-ttl", f"{TTL_MS}ms",
+                                   "--redis", redis_url, "--redis-member-ttl", f"{TTL_MS}ms", "--redis-timeout", "300ms",
                                    "--reconnect-base", "50ms", "--reconnect-cap", "200ms", "--redis-readiness"],
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         line = self.p.stdout.readline()
@@ -360,6 +360,18 @@ async def scenario(redis, chats, nginx):
         check(f"{c.name}: nothing arrives late or twice", m["text"] == "end", m)
     for c in everyone + [alice2]:
         check(f"{c.name} read each message once", len(c.texts) == len(set(c.texts)), c.texts)
+
+    # A Redis that takes no writes for a while (as in a partition) while alice2 leaves:
+    # the leave cannot be stored, and is cleaned up once this instance reconnects.
+    redis.command("CLIENT", "PAUSE", "1500", "WRITE")
+    await alice2.ws.close()
+    for c in everyone:
+        await c.presence("leave", "alice2") if c is alice else None
+    check("a member that left while Redis took no writes is removed once it does",
+          eventually(lambda: all(http_get(port, "/api/rooms")[1] == json.dumps(
+              [{"room": room, "members": 3}], separators=(",", ":")).encode() for port in live)),
+          [http_get(port, "/api/rooms")[1] for port in live])
+    for c in everyone:
         await c.ws.close()
 
 
