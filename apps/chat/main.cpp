@@ -61,6 +61,12 @@ struct chat_state {
   void unlisten(std::string const& room, keel::sse_handle const& h) {
     shared ? shared->unlisten(room, h) : local->unlisten(room, h);
   }
+  /// After the drain, while the server's I/O contexts still exist: finish the
+  /// queued Redis work and let go of every session handle it holds.
+  void stop() {
+    if (shared) shared->stop();
+    if (redis) redis->stop();
+  }
   keel::task<std::vector<std::pair<std::string, std::size_t>>> list() {
     if (shared) co_return co_await shared->list();
     co_return local->list();
@@ -211,6 +217,7 @@ keel::task<void> room_events(keel::sse_stream& events, std::shared_ptr<chat_stat
 void setup(keel::app& app, keel::config const& cfg) {
   keel::mw::use_defaults(app);
   auto st = make_state(cfg);
+  app.on_stopped([st] { st->stop(); });
   if (st->redis && cfg.get_bool("redis_readiness")) {
     app.add_readiness_check([st] {
       return st->redis->connected() && st->shared->connected() ? std::string() : std::string("redis unavailable");

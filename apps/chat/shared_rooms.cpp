@@ -137,6 +137,11 @@ struct shared_rooms::impl {
     });
     std::lock_guard lock(join_mutex);
     if (thread.joinable()) thread.join();
+    // Session handles go now, on the caller's thread, while their server
+    // still exists (a ws_state must not outlive its I/O context).
+    std::lock_guard l(mutex);
+    jobs.clear();
+    rooms.clear();
   }
 
   /// False once the worker has ended (the job is not run).

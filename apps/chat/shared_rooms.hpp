@@ -65,7 +65,9 @@ class shared_rooms {
 
   /// True while the Redis connection is up.
   bool connected() const;
-  /// Runs what is queued (leaves of drained sessions), then joins the worker.
+  /// Runs what is queued (leaves of drained sessions), joins the worker and
+  /// drops every session handle. Call it after the server's drain and before
+  /// the server is destroyed (app::on_stopped): a handle must not outlive it.
   void stop();
 
  private:

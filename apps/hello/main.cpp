@@ -74,6 +74,8 @@ int main(int argc, char** argv) {
       keel::redis_hub_options o;
       o.url = keel::redis_url::parse(url);
       topics_hub = std::make_unique<keel::redis_hub>(std::move(o));
+      // Its thread ends after the drain, before the server's I/O contexts go.
+      app.on_stopped([] { topics_hub.reset(); });
     } else {
       topics_hub = std::make_unique<keel::local_hub>();
     }

@@ -19,7 +19,14 @@ task<response> readyz(context& ctx, std::vector<std::function<std::string()>> co
 }  // namespace
 
 app::app(options opts) : opts_(std::move(opts)) {}
-app::~app() = default;
+app::~app() { run_stopped(); }
+
+void app::run_stopped() {
+  // Once, in order; the server (and its I/O contexts) still exists here.
+  auto hooks = std::move(stopped_);
+  stopped_.clear();
+  for (auto& f : hooks) f();
+}
 
 keel::server& app::server() {
   if (!server_) server_ = std::make_unique<keel::server>(opts_, *this);
@@ -45,7 +52,10 @@ void app::start() {
 
 void app::stop() { server().stop(); }
 
-void app::wait() { server().wait(); }
+void app::wait() {
+  server().wait();
+  run_stopped();
+}
 
 int app::run() {
   add_builtin_routes();
@@ -55,6 +65,7 @@ int app::run() {
     std::fflush(stdout);
     log::info("listening", {{"url", url()}, {"threads", static_cast<unsigned long>(server().thread_count())}});
   });
+  run_stopped();
   log::info("stopped");
   log::flush();
   return 0;

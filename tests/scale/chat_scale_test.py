@@ -142,10 +142,11 @@ class Redis:
 
 
 class Chat:
-    def __init__(self, binary, redis_url):
+    def __init__(self, binary, redis_url, readiness=True):
         self.p = subprocess.Popen([binary, "--listen", "127.0.0.1:0", "--threads", "1", "--drain-timeout", "2s",
                                    "--redis", redis_url, "--redis-member-ttl", f"{TTL_MS}ms", "--redis-timeout", "300ms",
-                                   "--reconnect-base", "50ms", "--reconnect-cap", "200ms", "--redis-readiness"],
+                                   "--reconnect-base", "50ms", "--reconnect-cap", "200ms",
+                                   *(["--redis-readiness"] if readiness else [])],
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         line = self.p.stdout.readline()
         m = re.fullmatch(r"listening on http://127\.0\.0\.1:(\d+)\n", line)
@@ -235,6 +236,26 @@ class Client:
 
     async def send(self, text):
         await self.ws.send(json.dumps({"type": "message", "text": text}))
+
+
+async def without_redis(binary):
+    """A chat whose Redis never answers still serves its own members; /readyz ignores
+    Redis unless --redis-readiness asks."""
+    lonely = Chat(binary, f"redis://127.0.0.1:{free_port()}/0", readiness=False)
+    try:
+        check("without Redis, /readyz stays 200 unless --redis-readiness", http_get(lonely.port, "/readyz")[0] == 200)
+        a = await Client.connect(lonely.port, "solo", "ann")
+        b = await Client.connect(lonely.port, "solo", "ben")
+        check("without Redis, joined lists the instance's own members", b.joined["members"] == ["ann", "ben"],
+              b.joined)
+        await a.send("still local")
+        check("without Redis, local delivery works", (await b.message())["text"] == "still local"
+              and (await a.message())["text"] == "still local")
+        await a.ws.close()
+        await b.ws.close()
+    finally:
+        code = lonely.stop()
+        check("a chat without Redis drains and exits 0", code == 0, code)
 
 
 async def scenario(redis, chats, nginx):
@@ -386,6 +407,7 @@ def main():
         url = f"redis://127.0.0.1:{redis.port}/0"
         chats = [Chat(sys.argv[1], url) for _ in range(3)]
         nginx = Nginx(tmp, [c.port for c in chats])
+        asyncio.run(asyncio.wait_for(without_redis(sys.argv[1]), 60))
         asyncio.run(asyncio.wait_for(scenario(redis, chats, nginx), 120))
     except Exception as e:  # a failed wait is a failure, with what it was waiting for
         check("the scenario ran to its end", False, repr(e))
