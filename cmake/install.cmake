@@ -62,6 +62,10 @@ foreach(_keel_target IN LISTS _keel_exported_targets)
              "find_dependency(PkgConfig)\npkg_check_modules(BROTLI REQUIRED IMPORTED_TARGET libbrotlienc libbrotlidec)\n")
     elseif(_keel_lib MATCHES "SQLite::SQLite3")
       string(APPEND KEEL_FIND_EXTRA_DEPENDENCIES "find_dependency(SQLite3)\n")
+    elseif(_keel_lib MATCHES "PkgConfig::HIREDIS")
+      # pkg-config's imported target is not global: the consumer recreates it.
+      string(APPEND KEEL_FIND_EXTRA_DEPENDENCIES
+        "find_dependency(PkgConfig)\npkg_check_modules(HIREDIS REQUIRED IMPORTED_TARGET hiredis)\n")
     elseif(_keel_lib MATCHES "Catch2::Catch2")
       string(APPEND KEEL_FIND_EXTRA_DEPENDENCIES "find_dependency(Catch2 2.13)\n")
     endif()

@@ -5,7 +5,8 @@
 #
 #   (no option)     compiler, CMake/Ninja/ccache, Boost 1.81, Catch2, OpenSSL,
 #                   zlib, SQLite, and the peers the tests talk to (python3
-#                   websockets, nginx, redis, promtool)
+#                   websockets, nginx, redis, promtool, kubectl for the
+#                   deploy test's offline `kubectl kustomize`)
 #   --with-browser  also chromium and nodejs/npm (browser tests)
 #   --bench         also wrk, Go + gorilla/websocket and nodejs/npm (bench/)
 #
@@ -37,6 +38,7 @@ packages=(
   catch2 libssl-dev zlib1g-dev libbrotli-dev libsqlite3-dev
   curl openssl brotli python3 python3-websockets
   nginx-light redis-server libhiredis-dev prometheus
+  kubernetes-client python3-yaml
 )
 if ((with_browser)); then
   packages+=(chromium nodejs npm)
@@ -57,6 +59,8 @@ is_present() {
   case "$1" in
     nodejs) command -v node >/dev/null 2>&1 && return 0 ;;
     npm) command -v npm >/dev/null 2>&1 && return 0 ;;
+    # Any kubectl renders kustomizations offline (Debian's is 1.20, kustomize v2.0.3).
+    kubernetes-client) command -v kubectl >/dev/null 2>&1 && return 0 ;;
   esac
   dpkg-query -W -f='${Status}\n' "$1" 2>/dev/null | grep -q '^install ok installed$'
 }

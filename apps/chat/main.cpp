@@ -5,14 +5,19 @@
 //   GET /api/rooms                 [{"room":"r1","members":2}]
 //   GET /api/rooms/{room}/events   the room's messages as SSE, resuming after Last-Event-ID
 // Usage: chat [--listen HOST:PORT] [--threads N] [--token T] [--config app.json]
+//             [--redis redis://HOST:PORT/DB [--redis-member-ttl 15s] [--redis-timeout 2s] [--redis-readiness]]
+//             (Redis reconnects follow keel's reconnect_* settings)
 //   With --token T, /ws and /api/* need `Authorization: Bearer T` or `?access_token=T`.
+//   With --redis, several instances share rooms, presence and history (docs/scaling.md).
 #include "chat_page.hpp"
 #include "rooms.hpp"
+#include "shared_rooms.hpp"
 
 #include <keel/app.hpp>
 #include <keel/hub.hpp>
 #include <keel/middleware/auth.hpp>
 #include <keel/middleware/defaults.hpp>
+#include <keel/redis_hub.hpp>
 #include <keel/response.hpp>
 #include <keel/sse.hpp>
 #include <keel/ws.hpp>
@@ -32,10 +37,75 @@ namespace json = boost::json;
 /// Room and name are limited so one member cannot make every `joined` huge.
 constexpr std::size_t max_label = 128;
 
+// One room implementation or the other: in-process (the default), or shared
+// with other instances through Redis (--redis). Destroyed in reverse order:
+// the rooms finish their queued work while the hub still exists.
 struct chat_state {
-  keel::local_hub hub;
-  chat::rooms rooms{hub};
+  std::unique_ptr<keel::hub> hub;
+  keel::redis_hub* redis = nullptr;
+  std::unique_ptr<chat::rooms> local;
+  std::unique_ptr<chat::shared_rooms> shared;
+
+  void join(std::string const& room, std::string const& name, keel::ws_handle const& ws) {
+    shared ? shared->join(room, name, ws) : local->join(room, name, ws);
+  }
+  void leave(std::string const& room, keel::ws_handle const& ws) {
+    shared ? shared->leave(room, ws) : local->leave(room, ws);
+  }
+  void post(std::string const& room, std::string const& from, std::string const& text) {
+    shared ? shared->post(room, from, text) : local->post(room, from, text);
+  }
+  void listen(std::string const& room, std::string_view last_event_id, keel::sse_handle const& h) {
+    shared ? shared->listen(room, last_event_id, h) : local->listen(room, last_event_id, h);
+  }
+  void unlisten(std::string const& room, keel::sse_handle const& h) {
+    shared ? shared->unlisten(room, h) : local->unlisten(room, h);
+  }
+  /// After the drain, while the server's I/O contexts still exist: finish the
+  /// queued Redis work and let go of every session handle it holds.
+  void stop() {
+    if (shared) shared->stop();
+    if (redis) redis->stop();
+  }
+  keel::task<std::vector<std::pair<std::string, std::size_t>>> list() {
+    if (shared) co_return co_await shared->list();
+    co_return local->list();
+  }
 };
+
+std::shared_ptr<chat_state> make_state(keel::config const& cfg) {
+  auto st = std::make_shared<chat_state>();
+  auto const& url = cfg.server().redis;  // keel's own `redis` setting (SPEC §6)
+  if (url.empty()) {
+    st->hub = std::make_unique<keel::local_hub>();
+    st->local = std::make_unique<chat::rooms>(*st->hub);
+    return st;
+  }
+  keel::redis_hub_options ho;
+  chat::shared_options so;
+  try {
+    ho.url = keel::redis_url::parse(url);
+    so.member_ttl = keel::parse_duration(cfg.get("redis_member_ttl"));
+    ho.connect_timeout = ho.command_timeout = keel::parse_duration(cfg.get("redis_timeout"));
+  } catch (std::invalid_argument const& e) {
+    throw keel::config_error(std::string("redis: ") + e.what());
+  }
+  if (so.member_ttl.count() <= 0) throw keel::config_error("redis_member_ttl: must be above 0");
+  if (ho.command_timeout.count() <= 0) throw keel::config_error("redis_timeout: must be above 0");
+  so.connect_timeout = so.command_timeout = ho.command_timeout;
+  // keel's reconnect_* settings (SPEC §2), as for its WebSocket client.
+  auto const& rp = cfg.server().reconnect;
+  ho.reconnect = {.base = rp.base, .multiplier = rp.multiplier, .cap = rp.cap};
+  ho.reset_after = rp.reset_after;
+  auto hub = std::make_unique<keel::redis_hub>(ho);
+  st->redis = hub.get();
+  so.url = ho.url;
+  so.instance_id = hub->instance_id();
+  so.reconnect = ho.reconnect;
+  st->hub = std::move(hub);
+  st->shared = std::make_unique<chat::shared_rooms>(*st->hub, so);
+  return st;
+}
 
 std::string error_message(std::string_view code, std::string_view message) {
   json::object o;
@@ -94,7 +164,7 @@ void on_client_message(chat_state& st, keel::websocket& ws, std::string const& r
     ws.send(error_message("too_long", "text is at most 4096 bytes"));
     return;
   }
-  st.rooms.post(room, name, std::string(s));
+  st.post(room, name, std::string(s));
 }
 
 // Leaves the room however the session ends (close, error, cancellation).
@@ -102,14 +172,14 @@ struct membership {
   chat_state& st;
   std::string room;
   keel::ws_handle ws;
-  ~membership() { st.rooms.leave(room, ws); }
+  ~membership() { st.leave(room, ws); }
 };
 
 keel::task<void> session(keel::websocket& ws, std::shared_ptr<chat_state> st) {
   // require_room_and_name let only upgrades with both through.
   auto room = ws.ctx().query("room").value_or("");
   auto name = ws.ctx().query("name").value_or("");
-  st->rooms.join(room, name, ws.handle());
+  st->join(room, name, ws.handle());
   membership m{*st, room, ws.handle()};
   for (;;) {
     auto msg = co_await ws.read();
@@ -120,7 +190,8 @@ keel::task<void> session(keel::websocket& ws, std::shared_ptr<chat_state> st) {
 
 keel::task<keel::response> list_rooms(keel::context&, std::shared_ptr<chat_state> st) {
   json::array out;
-  for (auto const& [room, members] : st->rooms.list()) {
+  auto rooms = co_await st->list();
+  for (auto const& [room, members] : rooms) {
     json::object o;
     o["room"] = room;
     o["members"] = members;
@@ -133,19 +204,25 @@ struct listening {
   chat_state& st;
   std::string room;
   keel::sse_handle h;
-  ~listening() { st.rooms.unlisten(room, h); }
+  ~listening() { st.unlisten(room, h); }
 };
 
 keel::task<void> room_events(keel::sse_stream& events, std::shared_ptr<chat_state> st) {
   auto room = events.ctx().param("room");
-  st->rooms.listen(room, events.last_event_id(), events.handle());
+  st->listen(room, events.last_event_id(), events.handle());
   listening l{*st, room, events.handle()};
   co_await events.wait_closed();
 }
 
 void setup(keel::app& app, keel::config const& cfg) {
   keel::mw::use_defaults(app);
-  auto st = std::make_shared<chat_state>();
+  auto st = make_state(cfg);
+  app.on_stopped([st] { st->stop(); });
+  if (st->redis && cfg.get_bool("redis_readiness")) {
+    app.add_readiness_check([st] {
+      return st->redis->connected() && st->shared->connected() ? std::string() : std::string("redis unavailable");
+    });
+  }
 
   std::vector<keel::middleware> guard;
   if (auto const& token = cfg.get("token"); !token.empty()) {
@@ -176,5 +253,8 @@ void setup(keel::app& app, keel::config const& cfg) {
 int main(int argc, char** argv) {
   keel::config cfg("chat");
   cfg.add("token", "", "when set, /ws and /api/* need `Authorization: Bearer T` or `?access_token=T`");
+  cfg.add("redis_member_ttl", "15s", "with redis: a crashed instance's members vanish within this (+1/3)");
+  cfg.add("redis_timeout", "2s", "with redis: bound on a connect and on each batch of commands");
+  cfg.add_flag("redis_readiness", "with redis: /readyz answers 503 while Redis is unreachable");
   return keel::serve(cfg, argc, argv, setup);
 }

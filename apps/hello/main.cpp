@@ -2,14 +2,18 @@
 //   GET /plaintext -> Hello, World!     GET /json -> {"message":"Hello, World!"}
 //   WS /ws/echo echoes; WS /ws/sub?topic=T subscribes; POST /publish?topic=T fans the body out.
 // Usage: hello [--listen HOST:PORT] [--threads N] [--middleware default|none] [--config app.json]
+//              [--redis redis://HOST:PORT/DB]   topics across instances (the bench's two-instance fan-out)
 #include <keel/app.hpp>
 #include <keel/middleware/defaults.hpp>
 #include <keel/middleware/metrics.hpp>
 #include <keel/hub.hpp>
+#include <keel/redis_hub.hpp>
 #include <keel/response.hpp>
 #include <keel/ws.hpp>
 
 #include <boost/json/value.hpp>
+
+#include <memory>
 
 namespace {
 
@@ -29,15 +33,16 @@ keel::task<void> echo(keel::websocket& ws) {
   }
 }
 
-// Topics for the fan-out bench: no presence, no history.
-keel::local_hub topics;
+// Topics for the fan-out bench: no presence, no history. In-process, or with
+// --redis shared with other instances; set up before the server starts.
+std::unique_ptr<keel::hub> topics_hub;
 
 keel::task<void> subscribe(keel::websocket& ws) {
   auto topic = ws.ctx().query("topic");
   if (!topic) co_return co_await ws.close(1008, "topic required");
   // Named locals, not temporaries: g++ 12 miscompiles some temporaries in coroutines.
   auto handle = ws.handle();
-  topics.join(*topic, handle);
+  topics_hub->join(*topic, handle);
   while (co_await ws.read()) {
   }
 }
@@ -45,7 +50,7 @@ keel::task<void> subscribe(keel::websocket& ws) {
 keel::task<keel::response> publish(keel::context& ctx) {
   auto topic = ctx.query("topic");
   if (!topic) co_return ctx.problem(400, "the topic query parameter is required");
-  auto n = topics.publish(*topic, std::string(ctx.body()));
+  auto n = topics_hub->publish(*topic, std::string(ctx.body()));
   co_return keel::response::json_text("{\"delivered\":" + std::to_string(n) + "}");
 }
 
@@ -65,6 +70,15 @@ int main(int argc, char** argv) {
     app.get("/plaintext", plaintext);
     app.get("/json", json);
     app.ws("/ws/echo", echo);
+    if (auto const& url = c.server().redis; !url.empty()) {
+      keel::redis_hub_options o;
+      o.url = keel::redis_url::parse(url);
+      topics_hub = std::make_unique<keel::redis_hub>(std::move(o));
+      // Its thread ends after the drain, before the server's I/O contexts go.
+      app.on_stopped([] { topics_hub.reset(); });
+    } else {
+      topics_hub = std::make_unique<keel::local_hub>();
+    }
     app.ws("/ws/sub", subscribe);
     app.post("/publish", publish);
   });

@@ -12,6 +12,7 @@
 //   wsload idle      --url ws://H:P/path -c 10000 [--settle 2] --pid PID
 //       opens and holds N connections: the server's RSS growth per connection.
 //   wsload fanout    --url ws://H:P/ws/sub?topic=T --publish http://H:P/publish?topic=T -c N -k K
+//                    [--url2 ws://H:P2/ws/sub?topic=T]   every other subscriber on a second instance
 //       N subscribers, K publishes one after another: time until the last
 //       subscriber has each message, p50/p99/max over the K publishes; with --pid,
 //       the server's CPU per delivered message (the publish phase, pauses included).
@@ -83,6 +84,7 @@ url parse_url(std::string u) {
 struct options {
   std::string mode;
   url target, publish;
+  url target2;  ///< fanout: every other subscriber connects here (a second instance)
   int conns = 64;
   std::size_t size = 32;
   double duration = 5, warmup = 1, settle = 2, interval = 1;
@@ -281,6 +283,7 @@ task<void> idle_conn(idle_state& st, options const& o, tcp::endpoint ep) {
   }
   ++st.open;
   beast::flat_buffer buf;
+  bool warmed = false;
   for (;;) {  // answers pings (Beast replies with pongs while reading)
     auto [ec, n] = co_await ws.async_read(buf, tok);
     if (ec) break;
@@ -324,14 +327,15 @@ int run_idle(options const& o) {
 
 struct fan_state {
   int open = 0, inflight = 0, failed = 0, dropped = 0;
+  int warm = 0;  ///< subscribers that have received a warm-up message
   std::vector<clk::time_point> sent, first, last;
   std::vector<int> got;
   bool done = false;
 };
 
-task<void> subscriber(fan_state& st, options const& o, tcp::endpoint ep) {
+task<void> subscriber(fan_state& st, url const& target, tcp::endpoint ep) {
   ws_t ws(co_await asio::this_coro::executor);
-  bool ok = co_await ws_open(ws, o.target, ep);
+  bool ok = co_await ws_open(ws, target, ep);
   --st.inflight;
   if (!ok) {
     ++st.failed;
@@ -339,12 +343,17 @@ task<void> subscriber(fan_state& st, options const& o, tcp::endpoint ep) {
   }
   ++st.open;
   beast::flat_buffer buf;
+  bool warmed = false;
   for (;;) {
     auto [ec, n] = co_await ws.async_read(buf, tok);
     if (ec) break;
     auto now = clk::now();
     auto d = buf.data();
     std::string_view body(static_cast<char const*>(d.data()), d.size());
+    if (!warmed && body == "warm-up") {
+      warmed = true;
+      ++st.warm;
+    }
     if (!body.empty() && body[0] >= '0' && body[0] <= '9') {
       std::size_t k = std::strtoul(std::string(body).c_str(), nullptr, 10);
       if (k < st.got.size()) {
@@ -383,6 +392,8 @@ int run_fanout(options const& o) {
   st.last.resize(o.count);
   st.got.assign(o.count, 0);
   auto ep = resolve(o.target);
+  bool two = !o.target2.host.empty();
+  auto ep2 = two ? resolve(o.target2) : ep;
   auto pub_ep = resolve(o.publish);
   int rc = 0, warm_posts = 0;
   std::string failure;
@@ -394,7 +405,8 @@ int run_fanout(options const& o) {
     for (int i = 0; i < o.conns; ++i) {
       while (st.inflight >= o.concurrency) co_await sleep_for(std::chrono::microseconds(500));
       ++st.inflight;
-      asio::co_spawn(ex, subscriber(st, o, ep), asio::detached);
+      bool second = two && i % 2 == 1;
+      asio::co_spawn(ex, subscriber(st, second ? o.target2 : o.target, second ? ep2 : ep), asio::detached);
     }
     while (st.inflight > 0) co_await sleep_for(std::chrono::milliseconds(1));
     socket_t pub(ex);
@@ -417,7 +429,9 @@ int run_fanout(options const& o) {
         ctx.stop();
         co_return;
       }
-      if (n >= st.open && st.open > 0) break;
+      // The publish answer counts the publishing instance's own subscribers
+      // only: with two instances, wait for the warm-up to reach every one.
+      if (st.open > 0 && (two ? st.warm >= st.open : n >= st.open)) break;
       if (clk::now() > until) {
         failure = "hub never reached every subscriber";
         rc = 1;
@@ -580,6 +594,7 @@ int main(int argc, char** argv) {
     };
     if (a == "--url") o.target = parse_url(next());
     else if (a == "--publish") o.publish = parse_url(next());
+    else if (a == "--url2") o.target2 = parse_url(next());
     else if (a == "-c" || a == "--conns") o.conns = std::stoi(next());
     else if (a == "--size") o.size = std::stoul(next());
     else if (a == "-d" || a == "--duration") o.duration = std::stod(next());

@@ -8,8 +8,25 @@
 
 namespace keel {
 
+namespace {
+task<response> readyz(context& ctx, std::vector<std::function<std::string()>> const* checks) {
+  if (ctx.draining()) co_return ctx.problem(503, "draining");
+  for (auto const& check : *checks) {
+    if (auto why = check(); !why.empty()) co_return ctx.problem(503, why);
+  }
+  co_return response::text("ready\n");
+}
+}  // namespace
+
 app::app(options opts) : opts_(std::move(opts)) {}
-app::~app() = default;
+app::~app() { run_stopped(); }
+
+void app::run_stopped() {
+  // Once, in order; the server (and its I/O contexts) still exists here.
+  auto hooks = std::move(stopped_);
+  stopped_.clear();
+  for (auto& f : hooks) f();
+}
 
 keel::server& app::server() {
   if (!server_) server_ = std::make_unique<keel::server>(opts_, *this);
@@ -21,10 +38,8 @@ void app::add_builtin_routes() {
   builtins_ = true;
   // Liveness and readiness are the framework's: only it knows the drain state.
   get("/healthz", [](context&) -> task<response> { co_return response::text("ok\n"); });
-  get("/readyz", [](context& ctx) -> task<response> {
-    if (ctx.draining()) co_return ctx.problem(503, "draining");
-    co_return response::text("ready\n");
-  });
+  auto const* checks = &readiness_;  // the app outlives its routes' requests
+  get("/readyz", [checks](context& ctx) { return readyz(ctx, checks); });
 }
 
 void app::listen(std::string_view host_port) { server().listen(host_port); }
@@ -37,7 +52,10 @@ void app::start() {
 
 void app::stop() { server().stop(); }
 
-void app::wait() { server().wait(); }
+void app::wait() {
+  server().wait();
+  run_stopped();
+}
 
 int app::run() {
   add_builtin_routes();
@@ -47,6 +65,7 @@ int app::run() {
     std::fflush(stdout);
     log::info("listening", {{"url", url()}, {"threads", static_cast<unsigned long>(server().thread_count())}});
   });
+  run_stopped();
   log::info("stopped");
   log::flush();
   return 0;

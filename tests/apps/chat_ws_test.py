@@ -1,7 +1,9 @@
 #!/usr/bin/python3
 """apps/chat against a second WebSocket implementation: Debian's python3-websockets.
 
-usage: /usr/bin/python3 chat_ws_test.py PATH/TO/chat
+usage: /usr/bin/python3 chat_ws_test.py PATH/TO/chat [--with-redis]
+With --with-redis, the same flows run against a chat with --redis (a redis-server of
+the test's own on a free port): the SPEC §4 contract must not change with it.
 Exits 77 (ctest: skipped) when the websockets module is missing, 1 on a failure.
 Every wait is bounded (asyncio.wait_for), so a broken server fails instead of hanging.
 """
@@ -33,9 +35,13 @@ def check(label, cond, detail=""):
         failures.append(label)
 
 
+EXTRA = []  # flags every Chat gets (--with-redis adds --redis URL)
+
+
 class Chat:
     def __init__(self, binary, *extra):
-        self.p = subprocess.Popen([binary, "--listen", "127.0.0.1:0", "--threads", "2", "--drain-timeout", "2s", *extra],
+        self.p = subprocess.Popen([binary, "--listen", "127.0.0.1:0", "--threads", "2", "--drain-timeout", "2s", *EXTRA,
+                                   *extra],
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         line = self.p.stdout.readline()
         m = re.fullmatch(r"listening on http://127\.0\.0\.1:(\d+)\n", line)
@@ -161,8 +167,46 @@ async def auth(chat):
     check("--token: /api/rooms with the token", status == 200, status)
 
 
+def start_redis():
+    import os
+    import socket
+    import tempfile
+    if not os.path.exists("/usr/bin/redis-server"):
+        print("SKIP: redis-server is not installed")
+        sys.exit(77)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    tmp = tempfile.mkdtemp(prefix="keel-chat-redis-")
+    p = subprocess.Popen(["/usr/bin/redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                          "--appendonly", "no", "--dir", tmp], stdout=subprocess.DEVNULL)
+    end = time.monotonic() + T
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            if time.monotonic() > end:
+                raise
+            time.sleep(0.01)  # a poll interval
+    EXTRA.extend(["--redis", f"redis://127.0.0.1:{port}/0"])
+    return p
+
+
 def main():
     binary = sys.argv[1]
+    redis = start_redis() if "--with-redis" in sys.argv[2:] else None
+    try:
+        run(binary)
+    finally:
+        if redis:
+            redis.kill()
+            redis.wait()
+    print(f"chat_ws_test: {len(failures)} failed")
+    sys.exit(1 if failures else 0)
+
+
+def run(binary):
     chat = Chat(binary)
     try:
         asyncio.run(flows(chat))
@@ -177,9 +221,6 @@ def main():
     finally:
         code, log = chat.stop()
     check("the access log redacts the token", "access_token=REDACTED" in log and "pytok" not in log)
-
-    print(f"chat_ws_test: {len(failures)} failed")
-    sys.exit(1 if failures else 0)
 
 
 if __name__ == "__main__":

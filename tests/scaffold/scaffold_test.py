@@ -159,6 +159,16 @@ for tmpl in ("minimal", "rest", "websocket"):
           r.stderr)
     for f in ("CMakePresets.json", "README.md", "Dockerfile", ".gitignore", "config/app.json", "src/main.cpp"):
         check(f"{name} has {f}", os.path.isfile(os.path.join(project, f)))
+    if tmpl == "websocket":
+        # The deploy files of apps/chat/deploy, for the generated service (rooms through Redis in dev).
+        for overlay in ("dev", "prod"):
+            path = os.path.join(project, "deploy", "k8s", "overlays", overlay)
+            check(f"{name} has deploy/k8s/overlays/{overlay}", os.path.isfile(os.path.join(path, "kustomization.yaml")))
+            if os.path.exists("/usr/bin/kubectl"):
+                k = run(["/usr/bin/kubectl", "kustomize", path], timeout=60)
+                check(f"{name}: kubectl kustomize renders the {overlay} overlay for it",
+                      k.returncode == 0 and f"name: {name}\n" in k.stdout and "{{" not in k.stdout.replace("{{ ", ""),
+                      k.stderr[-2000:])
     leftovers = [n for n in os.listdir(projects) if "keel-new" in n]
     check(f"{name}: no temporary directory left", not leftovers, str(leftovers))
     readme = open(os.path.join(project, "README.md")).read()

@@ -23,6 +23,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace keel {
 
@@ -57,11 +58,26 @@ class app : public router {
   /// SIGINT or SIGTERM), e.g. to stop background work.
   void on_stop(std::function<void()> f) { server().on_stop(std::move(f)); }
 
+  /// Registers a callback run once after the server has stopped (the drain
+  /// finished, every connection closed, the I/O threads joined) and before it
+  /// is destroyed: where background work that holds sessions' handles (a
+  /// queue of jobs, a Redis-backed hub) is stopped, so that no handle outlives
+  /// the I/O contexts its session belongs to. Run by run(), wait() or ~app().
+  void on_stopped(std::function<void()> f) { stopped_.push_back(std::move(f)); }
+
+  /// Adds a condition to /readyz: `check` returns empty while ready, else the
+  /// reason /readyz's 503 gives (e.g. a backing store that is down). It runs
+  /// on an I/O thread per probe: keep it a cheap read of state. Call before start().
+  void add_readiness_check(std::function<std::string()> check) { readiness_.push_back(std::move(check)); }
+
  private:
   void add_builtin_routes();
   options opts_;
   std::unique_ptr<keel::server> server_;
   bool builtins_ = false;
+  std::vector<std::function<std::string()>> readiness_;
+  std::vector<std::function<void()>> stopped_;
+  void run_stopped();
 };
 
 /// The standard main(): config, --help, setup, run. Returns the process exit code:

@@ -4,6 +4,7 @@
 
 #include <keel/context.hpp>
 #include <keel/hub.hpp>
+#include <keel/redis_hub.hpp>
 #include <keel/middleware/defaults.hpp>
 #include <keel/response.hpp>
 #include <keel/ws.hpp>
@@ -34,10 +35,18 @@ keel::task<keel::response> require_room(keel::context& ctx, keel::next next) {
 
 void declare_settings(keel::config&) {}
 
-void setup(keel::app& app, keel::config const&) {
+void setup(keel::app& app, keel::config const& cfg) {
   keel::mw::use_defaults(app);
-  // One hub per app; sessions on every I/O thread publish through it.
-  auto hub = std::make_shared<keel::local_hub>();
+  // One hub per app; sessions on every I/O thread publish through it. With
+  // --redis (KEEL_REDIS) rooms span every instance that names the same Redis.
+  std::shared_ptr<keel::hub> hub;
+  if (auto const& url = cfg.server().redis; url.empty()) {
+    hub = std::make_shared<keel::local_hub>();
+  } else {
+    keel::redis_hub_options o;
+    o.url = keel::redis_url::parse(url);
+    hub = std::make_shared<keel::redis_hub>(std::move(o));
+  }
 
   app.get("/", [](keel::context&) -> keel::task<keel::response> { co_return keel::response::html(pages::index); });
 

@@ -1,0 +1,78 @@
+#pragma once
+// The chat's rooms when several instances serve them (--redis): members and
+// history live in Redis, fan-out goes through a keel::redis_hub, so
+// `joined.members`, presence, /api/rooms and the last 50 messages agree
+// whichever instance a client reaches.
+//
+// Redis keys (all under `chat:`):
+//   members:<room>      sorted set of "<instance>:<ws id>:<name>", scored by join time
+//   history:<room>      list of serialized messages, trimmed to the last 50
+//   seq:<room>          counter: message ids unique in the room across instances
+//   rooms               set of room names that have had members
+//   instances           set of instance ids that have had members
+//   inst-rooms:<inst>   rooms where an instance has had members
+//   alive:<inst>        heartbeat, refreshed every member_ttl / 3, expiring after member_ttl
+// Every member_ttl / 3 each instance also sweeps: an instance whose alive key
+// has expired (it crashed) loses its members, and whoever removes a member
+// (ZREM answered 1, so exactly one instance) publishes its presence leave.
+// A crashed instance's members are gone within member_ttl + member_ttl / 3.
+//
+// Operations run in order on one worker coroutine on a thread of its own (no
+// I/O thread waits for Redis). While Redis is unreachable the chat keeps
+// working on this instance's knowledge: its own members, its own recent
+// messages (ids "<instance>-<n>"), and the hub's local delivery; on
+// reconnect this instance's members are written back. Thread-safe.
+#include <keel/backoff.hpp>
+#include <keel/hub.hpp>
+#include <keel/net.hpp>
+#include <keel/redis.hpp>
+#include <keel/sse.hpp>
+#include <keel/ws.hpp>
+
+#include <chrono>
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace chat {
+
+struct shared_options {
+  keel::redis_url url;
+  std::string instance_id;  ///< required: the hub's
+  std::chrono::milliseconds member_ttl{std::chrono::seconds(15)};
+  std::chrono::milliseconds connect_timeout{std::chrono::seconds(2)};
+  std::chrono::milliseconds command_timeout{std::chrono::seconds(2)};
+  keel::backoff_options reconnect{};
+};
+
+class shared_rooms {
+ public:
+  shared_rooms(keel::hub& hub, shared_options o);
+  ~shared_rooms();
+
+  /// As chat::rooms: presence to the others, `joined` to the joiner, membership.
+  void join(std::string const& room, std::string const& name, keel::ws_handle const& ws);
+  void leave(std::string const& room, keel::ws_handle const& ws);
+  void post(std::string const& room, std::string const& from, std::string const& text);
+  /// Rooms with members on any live instance, by name; from any coroutine.
+  keel::task<std::vector<std::pair<std::string, std::size_t>>> list();
+  /// SSE: the stored messages after `last_event_id`, then this instance's new ones.
+  void listen(std::string const& room, std::string_view last_event_id, keel::sse_handle const& h);
+  void unlisten(std::string const& room, keel::sse_handle const& h);
+
+  /// True while the Redis connection is up.
+  bool connected() const;
+  /// Runs what is queued (leaves of drained sessions), joins the worker and
+  /// drops every session handle. Call it after the server's drain and before
+  /// the server is destroyed (app::on_stopped): a handle must not outlive it.
+  void stop();
+
+ private:
+  struct impl;
+  std::shared_ptr<impl> impl_;
+};
+
+}  // namespace chat
