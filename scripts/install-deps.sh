@@ -38,6 +38,7 @@ packages=(
   catch2 libssl-dev zlib1g-dev libbrotli-dev libsqlite3-dev
   curl openssl brotli python3 python3-websockets
   nginx-light redis-server libhiredis-dev prometheus
+  clang-14 libclang-rt-14-dev
   kubernetes-client python3-yaml
 )
 if ((with_browser)); then

@@ -10,6 +10,7 @@
 #         default preset: configure, build, the whole ctest suite
 #         asan preset:    ASan+UBSan build, ctest labels core|websocket
 #         tsan preset:    TSan build, ctest label concurrency
+#         fuzz preset:    every libFuzzer target for KEEL_FUZZ_SECONDS (60) under ASan+UBSan
 #       and print the time each stage took. Exits non-zero if any stage fails;
 #       every stage runs even after an earlier one failed, so one run shows all.
 #
@@ -124,6 +125,10 @@ case "$cmd" in
         [[ "${KEEL_FAIL_FAST:-0}" == 1 ]] && break
       fi
     done
+    # Every libFuzzer target for a minute under ASan+UBSan (docs/fuzzing.md).
+    if [[ $failed == 0 || "${KEEL_FAIL_FAST:-0}" != 1 ]]; then
+      stage fuzz bash "$root/tests/fuzz/run" --seconds "${KEEL_FUZZ_SECONDS:-60}" || failed=1
+    fi
     summary
     exit "$failed"
     ;;
