@@ -68,7 +68,7 @@ std::uint64_t numeric_id(std::string_view id) {
 
 }  // namespace
 
-struct shared_rooms::impl {
+struct shared_rooms::impl : std::enable_shared_from_this<shared_rooms::impl> {
   impl(keel::hub& h, shared_options o)
       : hub(h), opts(std::move(o)), wake(ioc.get_executor()), beat(ioc.get_executor()), conn(ioc.get_executor()) {}
 
@@ -91,6 +91,8 @@ struct shared_rooms::impl {
     std::vector<member> members;
     std::deque<message> history;  ///< this instance's posts, for when Redis is down
     std::vector<keel::sse_handle> listeners;
+    /// While there are listeners: the room's messages from every instance.
+    keel::hub_subscription feed;
   };
 
   // Shared with callers' threads.
@@ -440,12 +442,8 @@ struct shared_rooms::impl {
       auto& lr = rooms[room];
       lr.history.push_back({id, serialized});
       if (lr.history.size() > history_size) lr.history.pop_front();
-      if (!lr.listeners.empty()) {
-        auto frame = keel::format_sse_event("message", serialized, id);
-        std::erase_if(lr.listeners, [&](keel::sse_handle const& h) { return !h.push_formatted(frame); });
-      }
     }
-    hub.publish(room, std::move(serialized));
+    hub.publish(room, std::move(serialized));  // SSE listeners get it through their feed
   }
 
   keel::task<std::vector<std::pair<std::string, std::size_t>>> do_list() {
@@ -499,6 +497,27 @@ struct shared_rooms::impl {
       for (auto const& m : lr.history) push(m.id, m.json);
     }
     lr.listeners.push_back(h);
+    if (!lr.feed) lr.feed = hub.observe(room, feed(room));
+  }
+
+  /// What a room's SSE listeners see: the `message` objects the hub carries,
+  /// published here or on another instance (presence events are not for them).
+  std::function<void(std::string_view)> feed(std::string room) {
+    return [weak = weak_from_this(), room = std::move(room)](std::string_view published) {
+      auto self = weak.lock();
+      if (!self) return;
+      boost::system::error_code ec;
+      auto v = json::parse(published, ec);
+      auto const* o = ec ? nullptr : v.if_object();
+      auto const* type = o ? o->if_contains("type") : nullptr;
+      auto const* id = o ? o->if_contains("id") : nullptr;
+      if (!type || *type != "message" || !id || !id->is_string()) return;
+      auto frame = keel::format_sse_event("message", published, id->get_string());
+      std::lock_guard lock(self->mutex);
+      auto it = self->rooms.find(room);
+      if (it == self->rooms.end()) return;
+      std::erase_if(it->second.listeners, [&](keel::sse_handle const& h) { return !h.push_formatted(frame); });
+    };
   }
 };
 
@@ -563,6 +582,7 @@ void shared_rooms::unlisten(std::string const& room, keel::sse_handle const& h) 
   auto it = impl_->rooms.find(room);
   if (it == impl_->rooms.end()) return;
   std::erase(it->second.listeners, h);
+  if (it->second.listeners.empty()) it->second.feed.reset();
 }
 
 bool shared_rooms::connected() const { return impl_->up.load(); }

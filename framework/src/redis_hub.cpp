@@ -361,12 +361,13 @@ struct redis_hub::impl : std::enable_shared_from_this<impl> {
     }
   }
 
-  /// Keeps the subscriptions equal to the rooms with local members.
+  /// Keeps the subscriptions equal to the rooms with local members or observers.
   task<void> sub_writer() {
     while (!stopping) {
       sub_dirty = false;
       std::set<std::string> desired;
       for (auto& [room, n] : local.rooms()) desired.insert(opts.channel_prefix + room);
+      for (auto& room : local.observed_rooms()) desired.insert(opts.channel_prefix + room);
       std::string out;
       redis_command sub{"SUBSCRIBE"}, unsub{"UNSUBSCRIBE"};
       for (auto const& c : desired) {
@@ -481,6 +482,16 @@ std::size_t redis_hub::publish(std::string const& room, std::string message) {
 std::size_t redis_hub::member_count(std::string const& room) const { return impl_->local.member_count(room); }
 
 std::vector<std::pair<std::string, std::size_t>> redis_hub::rooms() const { return impl_->local.rooms(); }
+
+hub_subscription redis_hub::observe(std::string const& room, std::function<void(std::string_view)> fn) {
+  auto inner = std::make_shared<hub_subscription>(impl_->local.observe(room, std::move(fn)));
+  impl_->wake_subscriber();
+  std::weak_ptr<impl> weak = impl_;
+  return hub_subscription([weak, inner] {
+    inner->reset();
+    if (auto h = weak.lock()) h->wake_subscriber();
+  });
+}
 
 std::string const& redis_hub::instance_id() const { return impl_->id; }
 

@@ -13,6 +13,7 @@
 #include "ws_client.hpp"
 
 #include <memory>
+#include <mutex>
 #include <sstream>
 #include <string>
 
@@ -160,6 +161,50 @@ TEST_CASE("redis_hub: members on two instances get each message once, in publish
   CHECK(metric("keel_hub_delivery_latency_seconds_count") >= n + 1);
   CHECK(one.hub.member_count("lobby") == 1);
   CHECK(two.hub.rooms().size() == 2);
+}
+
+TEST_CASE("redis_hub: an observer without members subscribes its instance and sees local and remote "
+          "messages once, in order, until its subscription is dropped",
+          "[redis][redis_hub]") {
+  if (!keel::test::redis_available()) {
+    WARN("redis-server is not installed (Debian package redis-server): skipping");
+    return;
+  }
+  redis_server redis;
+  io_thread io;
+  instance one(hub_options(redis)), two(hub_options(redis));
+  REQUIRE(kt::eventually([&] { return one.hub.connected() && two.hub.connected(); }));
+
+  std::mutex m;
+  std::vector<std::string> seen;
+  auto sub = two.hub.observe("feed", [&](std::string_view msg) {
+    std::lock_guard lock(m);
+    seen.emplace_back(msg);
+  });
+  CHECK(two.hub.member_count("feed") == 0);  // an observer is not a member
+  ws_client a(one.port(), "/room?r=feed");
+  REQUIRE(kt::eventually([&] { return subscribers(io, redis, "feed") == 2; }));
+  auto count = [&] {
+    std::lock_guard lock(m);
+    return seen.size();
+  };
+  constexpr int n = 50;
+  for (int i = 0; i < n; ++i) a.send("r" + std::to_string(i));    // through Redis
+  REQUIRE(kt::eventually([&] { return count() == n; }));
+  two.hub.publish("feed", "local");                                 // on the observer's instance
+  REQUIRE(kt::eventually([&] { return count() == n + 1; }));
+  {
+    std::lock_guard lock(m);
+    for (int i = 0; i < n; ++i) CHECK(seen[i] == "r" + std::to_string(i));
+    CHECK(seen[n] == "local");
+  }
+  for (int i = 0; i <= n; ++i) CHECK(a.read() == (i < n ? "r" + std::to_string(i) : "local"));
+
+  sub.reset();
+  CHECK(kt::eventually([&] { return subscribers(io, redis, "feed") == 1; }));
+  two.hub.publish("feed", "after");
+  CHECK(a.read() == "after");
+  CHECK(count() == n + 1);
 }
 
 TEST_CASE("redis_hub: a room whose last local member leaves is unsubscribed, and one joined again resubscribed",

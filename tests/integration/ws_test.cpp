@@ -348,3 +348,25 @@ TEST_CASE("thousands of abandoned connections leave no session behind", "[ws][ch
   }, 20s));
   CHECK(kt::eventually([&] { return hub.member_count("room") == 0; }));
 }
+
+TEST_CASE("local_hub: an observer sees a room's publishes, members or not, until its subscription goes",
+          "[ws][hub]") {
+  keel::local_hub h;
+  std::vector<std::string> seen;
+  auto sub = h.observe("news", [&](std::string_view m) { seen.emplace_back(m); });
+  auto other = h.observe("sport", [&](std::string_view) { seen.emplace_back("wrong room"); });
+  CHECK(h.publish("news", "one") == 0);  // no member was sent it
+  CHECK(h.observed_rooms().size() == 2);
+  CHECK(h.rooms().empty());
+  sub.reset();
+  h.publish("news", "two");
+  other = {};
+  CHECK(h.observed_rooms().empty());
+  REQUIRE(seen == std::vector<std::string>{"one"});
+  keel::hub_subscription outlives;
+  {
+    keel::local_hub gone;
+    outlives = gone.observe("x", [](std::string_view) {});
+  }
+  outlives.reset();  // after its hub: nothing to undo, no crash
+}

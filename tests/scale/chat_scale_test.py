@@ -238,6 +238,32 @@ class Client:
         await self.ws.send(json.dumps({"type": "message", "text": text}))
 
 
+async def sse_open(port, path):
+    """A Server-Sent Events stream, read by hand: the response head, then events."""
+    reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), T)
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: chat\r\nAccept: text/event-stream\r\n\r\n".encode())
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), T)
+    return reader, writer, head.decode("latin-1")
+
+
+async def sse_next(reader, timeout=T):
+    """The next event with data, as {"event", "id", "data"}; comments are skipped."""
+    event = {}
+    end = time.monotonic() + timeout
+    while True:
+        line = (await asyncio.wait_for(reader.readline(), max(0.01, end - time.monotonic()))).decode()
+        if not line:
+            raise EOFError("the event stream ended")
+        line = line.rstrip("\r\n")
+        if line == "":
+            if "data" in event:
+                return event
+            event = {}
+        elif not line.startswith(":"):
+            field, _, value = line.partition(":")
+            event[field] = value[1:] if value.startswith(" ") else value
+
+
 async def without_redis(binary):
     """A chat whose Redis never answers still serves its own members; /readyz ignores
     Redis unless --redis-readiness asks."""
@@ -281,6 +307,10 @@ async def scenario(redis, chats, nginx):
     # nginx's round robin starts at the first server: alice on 0, bob on 1, carol on 2.
     where = {"alice": 0, "bob": 1, "carol": 2}
 
+    # An SSE listener on bob's instance: it must see every instance's messages.
+    sse, sse_writer, head = await sse_open(p[where["bob"]], f"/api/rooms/{room}/events")
+    check("the room's event stream opens on bob's instance", head.startswith("HTTP/1.1 200"), head)
+
     everyone = [alice, bob, carol]
     for sender in everyone:
         await sender.send(f"hello from {sender.name}")
@@ -288,6 +318,12 @@ async def scenario(redis, chats, nginx):
         check(f"{sender.name}'s message reaches all three instances' members with one id",
               all(m["text"] == f"hello from {sender.name}" and m["from"] == sender.name for m in got)
               and len({m["id"] for m in got}) == 1, got)
+        ev = await sse_next(sse)
+        data = json.loads(ev["data"])
+        check(f"{sender.name}'s message reaches the SSE stream on bob's instance, with its id as the event id",
+              ev.get("event") == "message" and data["text"] == f"hello from {sender.name}"
+              and ev.get("id") == got[0]["id"] == data["id"], ev)
+    sse_writer.close()
 
     for port in p + [nginx.port]:
         status, body = http_get(port, "/api/rooms")

@@ -14,10 +14,11 @@
 //    carrying this instance's id, a sequence number per (instance, room) and
 //    the publish time. It returns the number of local members it was queued for.
 //  - One subscriber connection is subscribed to exactly the rooms that have
-//    local members. A message from another instance is delivered to the local
-//    members once, in publish order per publisher: a sequence number at or
-//    below the last one seen is dropped, a jump counts the missed ones. The
-//    instance's own echo is ignored (it was delivered locally already).
+//    local members or observers (observe()). A message from another instance
+//    is delivered to the local members and observers once, in publish order
+//    per publisher: a sequence number at or below the last one seen is
+//    dropped, a jump counts the missed ones. The instance's own echo is
+//    ignored (it was delivered locally already).
 //  - Delivery across instances is at most once. While Redis is unreachable,
 //    local delivery goes on, and publishes that cannot reach Redis are counted
 //    as dropped; both connections reconnect with keel::backoff (full jitter),
@@ -85,6 +86,9 @@ class redis_hub final : public hub {
   std::size_t publish(std::string const& room, std::string message) override;
   std::size_t member_count(std::string const& room) const override;
   std::vector<std::pair<std::string, std::size_t>> rooms() const override;
+  /// Subscribes this instance to the room as a member would: the observer
+  /// sees local publishes and those of other instances (once, in order).
+  hub_subscription observe(std::string const& room, std::function<void(std::string_view)> fn) override;
 
   std::string const& instance_id() const;
   /// True while both connections are up (for a readiness check).
