@@ -14,12 +14,13 @@
 #include <keel/timeout.hpp>
 #include <keel/ws.hpp>
 
+#include "fifo.hpp"
+
 #include <boost/asio/ssl/stream.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/websocket/stream.hpp>
 
 #include <atomic>
-#include <deque>
 #include <functional>
 #include <memory>
 #include <string>
@@ -100,7 +101,7 @@ class ws_state : public std::enable_shared_from_this<ws_state> {
   void wake();
   void overflow();
 
-  std::deque<outbound> queue_;
+  fifo<outbound> queue_;
   std::atomic<std::size_t> queued_bytes_{0};
   steady_timer wake_timer_;
   std::shared_ptr<watchdog> write_wd_;
@@ -112,7 +113,7 @@ class ws_state : public std::enable_shared_from_this<ws_state> {
   clock::time_point ping_sent_;
   bool writer_done_ = false;
   bool reader_done_ = false;
-  std::deque<ws_message> inbox_;
+  fifo<ws_message> inbox_;
   std::size_t inbox_bytes_ = 0;
   steady_timer inbox_timer_;   // the handler waits here for a message
   steady_timer reader_timer_;  // the reader waits here while the inbox is full
