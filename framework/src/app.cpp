@@ -9,8 +9,9 @@
 namespace keel {
 
 namespace {
-task<response> readyz(context& ctx, std::vector<std::function<std::string()>> const* checks) {
-  if (ctx.draining()) co_return ctx.problem(503, "draining");
+// The main server's drain decides, also when /readyz is on the admin listener.
+task<response> readyz(context& ctx, keel::server const* main, std::vector<std::function<std::string()>> const* checks) {
+  if (main->draining()) co_return ctx.problem(503, "draining");
   for (auto const& check : *checks) {
     if (auto why = check(); !why.empty()) co_return ctx.problem(503, why);
   }
@@ -37,9 +38,39 @@ void app::add_builtin_routes() {
   if (builtins_) return;
   builtins_ = true;
   // Liveness and readiness are the framework's: only it knows the drain state.
-  get("/healthz", [](context&) -> task<response> { co_return response::text("ok\n"); });
+  auto& r = admin_routes();
+  r.get("/healthz", [](context&) -> task<response> { co_return response::text("ok\n"); });
   auto const* checks = &readiness_;  // the app outlives its routes' requests
-  get("/readyz", [checks](context& ctx) { return readyz(ctx, checks); });
+  auto const* main = &server();
+  r.get("/readyz", [main, checks](context& ctx) { return readyz(ctx, main, checks); });
+}
+
+router& app::admin_routes() {
+  if (opts_.admin_listen.empty()) return *this;
+  if (!admin_routes_) admin_routes_ = std::make_unique<router>();
+  return *admin_routes_;
+}
+
+std::uint16_t app::admin_port() const { return admin_server_ ? admin_server_->port() : 0; }
+
+void app::start_admin() {
+  if (opts_.admin_listen.empty() || admin_server_) return;
+  options o = opts_;
+  o.listen = opts_.admin_listen;
+  o.threads = 1;
+  o.tls_cert.clear();
+  o.tls_key.clear();
+  admin_server_ = std::make_unique<keel::server>(o, admin_routes());
+  admin_server_->listen(opts_.admin_listen);
+  admin_server_->start();
+  log::info("admin endpoints listening", {{"url", admin_server_->url()}});
+}
+
+// First up, last down: probes and scrapes answer through the main server's drain.
+void app::stop_admin() {
+  if (!admin_server_) return;
+  admin_server_->stop();
+  admin_server_->wait();
 }
 
 void app::listen(std::string_view host_port) { server().listen(host_port); }
@@ -47,6 +78,7 @@ void app::listen(std::string_view host_port) { server().listen(host_port); }
 void app::start() {
   add_builtin_routes();
   offload_pool::configure(opts_.offload_threads, opts_.offload_queue);
+  start_admin();
   server().start();
 }
 
@@ -54,17 +86,20 @@ void app::stop() { server().stop(); }
 
 void app::wait() {
   server().wait();
+  stop_admin();
   run_stopped();
 }
 
 int app::run() {
   add_builtin_routes();
   offload_pool::configure(opts_.offload_threads, opts_.offload_queue);
+  start_admin();
   server().run_until_signal([this] {
     std::printf("listening on %s\n", url().c_str());
     std::fflush(stdout);
     log::info("listening", {{"url", url()}, {"threads", static_cast<unsigned long>(server().thread_count())}});
   });
+  stop_admin();
   run_stopped();
   log::info("stopped");
   log::flush();

@@ -179,7 +179,7 @@ void expose_metrics(keel::app& app, std::string_view path) {
   // server clears its stop hooks before the rest of it goes: a hook owns them.
   app.on_stop([e] {});
   keel::app* a = &app;
-  app.get(path, [raw, a](context& ctx) {
+  app.admin_routes().get(path, [raw, a](context& ctx) {
     if (raw->srv.load(std::memory_order_relaxed) == nullptr) raw->srv.store(&a->server(), std::memory_order_release);
     return scrape(ctx);
   });

@@ -54,6 +54,14 @@ class app : public router {
   std::uint16_t port() const;
   std::string url() const;
 
+  /// Where the operational endpoints go (/healthz, /readyz, /metrics from
+  /// keel::mw::expose_metrics): this app's own routes, or, with the
+  /// `admin_listen` setting, a router of their own served on that address
+  /// (plain HTTP, no middleware, one I/O thread) and not on the main listener.
+  router& admin_routes();
+  /// The admin listener's port once started; 0 without admin_listen.
+  std::uint16_t admin_port() const;
+
   /// Registers a callback run once when the server starts draining (stop(),
   /// SIGINT or SIGTERM), e.g. to stop background work.
   void on_stop(std::function<void()> f) { server().on_stop(std::move(f)); }
@@ -72,8 +80,12 @@ class app : public router {
 
  private:
   void add_builtin_routes();
+  void start_admin();
+  void stop_admin();
   options opts_;
   std::unique_ptr<keel::server> server_;
+  std::unique_ptr<router> admin_routes_;    // before admin_server_: outlives it
+  std::unique_ptr<keel::server> admin_server_;
   bool builtins_ = false;
   std::vector<std::function<std::string()>> readiness_;
   std::vector<std::function<void()>> stopped_;

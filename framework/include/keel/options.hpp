@@ -50,7 +50,7 @@ struct options {
   milliseconds drain_timeout{10'000};
   milliseconds drain_delay{0};
   std::vector<std::string> trusted_proxies;  ///< CIDRs
-  std::string admin_listen;                  ///< empty = admin endpoints on the main listener
+  std::string admin_listen;                  ///< empty = admin endpoints on the main listener (app::admin_routes)
   bool dev_mode = false;
 
   std::string tls_cert;

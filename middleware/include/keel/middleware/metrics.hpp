@@ -17,7 +17,8 @@
 // Cost: two lookups in per-thread caches and three relaxed atomic adds; no
 // lock and no allocation once a thread has seen the label set.
 //
-// expose_metrics(app) registers `GET /metrics` (text format 0.0.4, Content-Type
+// expose_metrics(app) registers `GET /metrics` on app.admin_routes() (the main
+// listener, or the admin_listen one when set; text format 0.0.4, Content-Type
 // keel::metrics::content_type) rendering keel::metrics::global(), and reads
 // these from the app's server at scrape time:
 //   keel_http_connections_active   gauge   HTTP connections open now
