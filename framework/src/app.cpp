@@ -53,24 +53,69 @@ router& app::admin_routes() {
 
 std::uint16_t app::admin_port() const { return admin_server_ ? admin_server_->port() : 0; }
 
-void app::start_admin() {
-  if (opts_.admin_listen.empty() || admin_server_) return;
-  options o = opts_;
-  o.listen = opts_.admin_listen;
+namespace {
+
+// A side listener: plain HTTP, one I/O thread, the main settings otherwise.
+std::unique_ptr<keel::server> side_server(options const& main, std::string const& listen, router& routes) {
+  options o = main;
+  o.listen = listen;
   o.threads = 1;
   o.tls_cert.clear();
   o.tls_key.clear();
-  admin_server_ = std::make_unique<keel::server>(o, admin_routes());
-  admin_server_->listen(opts_.admin_listen);
-  admin_server_->start();
-  log::info("admin endpoints listening", {{"url", admin_server_->url()}});
+  o.https_redirect.clear();
+  auto s = std::make_unique<keel::server>(o, routes);
+  s->listen(listen);
+  return s;
 }
 
-// First up, last down: probes and scrapes answer through the main server's drain.
-void app::stop_admin() {
-  if (!admin_server_) return;
-  admin_server_->stop();
-  admin_server_->wait();
+// https://<Host without its port>[:<https port>]<target>. The host is the one
+// the client asked for, as nginx's `return 308 https://$host$request_uri`.
+task<response> to_https(context& ctx, keel::server const* https) {
+  auto host = ctx.header("Host").value_or("");
+  if (host.starts_with('[')) {
+    host = host.substr(0, host.find(']') + 1);  // [v6]:port
+  } else if (auto colon = host.find(':'); colon != std::string_view::npos) {
+    host = host.substr(0, colon);
+  }
+  if (host.empty()) co_return ctx.problem(400, "a Host header is needed to redirect to https");
+  std::string location = "https://";
+  location += host;
+  if (auto port = https->port(); port != 443) location += ":" + std::to_string(port);
+  location += ctx.req().target();
+  response r(308);
+  r.set_header("Location", location);
+  co_return r;
+}
+
+}  // namespace
+
+std::uint16_t app::redirect_port() const { return redirect_server_ ? redirect_server_->port() : 0; }
+
+// Side listeners go up first (probes answer as soon as anything does) and
+// down last (probes and scrapes answer through the main server's drain).
+void app::start_side_listeners() {
+  if (!opts_.admin_listen.empty() && !admin_server_) {
+    admin_server_ = side_server(opts_, opts_.admin_listen, admin_routes());
+    admin_server_->start();
+    log::info("admin endpoints listening", {{"url", admin_server_->url()}});
+  }
+  if (!opts_.https_redirect.empty() && !redirect_server_ && server().tls()) {
+    if (server().port() == 0) server().listen(opts_.listen);  // the port to redirect to
+    redirect_routes_ = std::make_unique<router>();
+    auto const* https = &server();
+    redirect_routes_->use([https](context& ctx, next) { return to_https(ctx, https); });
+    redirect_server_ = side_server(opts_, opts_.https_redirect, *redirect_routes_);
+    redirect_server_->start();
+    log::info("redirecting to https", {{"from", redirect_server_->url()}, {"to", server().url()}});
+  }
+}
+
+void app::stop_side_listeners() {
+  for (auto* s : {redirect_server_.get(), admin_server_.get()}) {
+    if (!s) continue;
+    s->stop();
+    s->wait();
+  }
 }
 
 void app::listen(std::string_view host_port) { server().listen(host_port); }
@@ -78,7 +123,7 @@ void app::listen(std::string_view host_port) { server().listen(host_port); }
 void app::start() {
   add_builtin_routes();
   offload_pool::configure(opts_.offload_threads, opts_.offload_queue);
-  start_admin();
+  start_side_listeners();
   server().start();
 }
 
@@ -86,20 +131,20 @@ void app::stop() { server().stop(); }
 
 void app::wait() {
   server().wait();
-  stop_admin();
+  stop_side_listeners();
   run_stopped();
 }
 
 int app::run() {
   add_builtin_routes();
   offload_pool::configure(opts_.offload_threads, opts_.offload_queue);
-  start_admin();
+  start_side_listeners();
   server().run_until_signal([this] {
     std::printf("listening on %s\n", url().c_str());
     std::fflush(stdout);
     log::info("listening", {{"url", url()}, {"threads", static_cast<unsigned long>(server().thread_count())}});
   });
-  stop_admin();
+  stop_side_listeners();
   run_stopped();
   log::info("stopped");
   log::flush();

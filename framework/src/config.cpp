@@ -264,6 +264,8 @@ setting const server_settings[] = {
     {"tls_cert", kind::text, &options::tls_cert, "FILE", "TLS certificate chain (PEM); enables TLS"},
     {"tls_key", kind::text, &options::tls_key, "FILE", "TLS private key (PEM)"},
     {"tls_handshake_timeout", kind::timeout, &options::tls_handshake_timeout, "DURATION", "time for a TLS handshake"},
+    {"https_redirect", kind::address_opt, &options::https_redirect, "HOST:PORT",
+     "plain-HTTP listener that redirects every request to the https one (needs tls_cert)"},
     {"sse_heartbeat", kind::timeout, &options::sse_heartbeat, "DURATION", "comment line interval on idle SSE streams"},
     {"log_level", kind::level, &options::log_level, "LEVEL", "debug, info, warn or error"},
     {"offload_threads", kind::count, &options::offload_threads, "N", "threads for blocking work"},
@@ -751,6 +753,8 @@ void config::load(std::vector<std::string> const& args,
 
   if (server_.tls_cert.empty() != server_.tls_key.empty())
     throw config_error("--tls-cert and --tls-key must be given together");
+  if (!server_.https_redirect.empty() && server_.tls_cert.empty())
+    throw config_error("--https-redirect needs --tls-cert and --tls-key: there is no https listener to redirect to");
   if (server_.reconnect.cap < server_.reconnect.base)
     throw config_error("--reconnect-cap: " + format_duration(server_.reconnect.cap) +
                        " is below --reconnect-base " + format_duration(server_.reconnect.base));

@@ -402,3 +402,44 @@ TEST_CASE("Server-Sent Events stream over TLS, and drain ends them and idle TLS 
   CHECK(events.closed_by_server());
   CHECK(idle.closed_by_server());
 }
+
+TEST_CASE("https_redirect answers plain HTTP with a 308 to the same target on the https listener") {
+  auto const& p = pki();
+  auto o = tls_options(p.path("good.pem"), p.path("good.key"));
+  o.https_redirect = "127.0.0.1:0";
+  keel::app app(o);
+  app.get("/hello", hello);
+  kt::running_app running(app);
+  auto from = app.redirect_port();
+  REQUIRE(from != 0);
+  auto https_port = std::to_string(running.port());
+
+  auto r = kt::request(from, "GET", "/hello?x=1&y=%20", {}, {{"Host", "localhost:" + std::to_string(from)}});
+  CHECK(r.status == 308);
+  CHECK(r.header("Location") == "https://localhost:" + https_port + "/hello?x=1&y=%20");
+  // Any method and any path, routes or not: 308 keeps the method and body.
+  auto post = kt::request(from, "POST", "/nowhere", "body", {{"Host", "[::1]:8080"}});
+  CHECK(post.status == 308);
+  CHECK(post.header("Location") == "https://[::1]:" + https_port + "/nowhere");
+  CHECK(kt::request(from, "GET", "/healthz", {}, {{"Host", "example.test"}}).header("Location") ==
+        "https://example.test:" + https_port + "/healthz");
+
+  // The Location is served, verified with the CA.
+  io_thread io;
+  keel::http_client_options trusting;
+  trusting.ca_file = p.path("ca.pem");
+  keel::http_client client(trusting);
+  CHECK(io.result(client.get(r.header("Location"))).body == "hello over tls");
+  running.stop();
+}
+
+TEST_CASE("https_redirect without a certificate is refused at configuration, naming both settings") {
+  keel::config cfg("t");
+  char const* argv[] = {"t", "--https-redirect", "127.0.0.1:8080"};
+  try {
+    cfg.load(3, const_cast<char**>(argv));
+    FAIL("loaded");
+  } catch (keel::config_error const& e) {
+    CHECK(std::string(e.what()).find("--https-redirect needs --tls-cert") != std::string::npos);
+  }
+}

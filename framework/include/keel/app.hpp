@@ -61,6 +61,8 @@ class app : public router {
   router& admin_routes();
   /// The admin listener's port once started; 0 without admin_listen.
   std::uint16_t admin_port() const;
+  /// The https_redirect listener's port once started; 0 without it.
+  std::uint16_t redirect_port() const;
 
   /// Registers a callback run once when the server starts draining (stop(),
   /// SIGINT or SIGTERM), e.g. to stop background work.
@@ -80,12 +82,14 @@ class app : public router {
 
  private:
   void add_builtin_routes();
-  void start_admin();
-  void stop_admin();
+  void start_side_listeners();
+  void stop_side_listeners();
   options opts_;
   std::unique_ptr<keel::server> server_;
   std::unique_ptr<router> admin_routes_;    // before admin_server_: outlives it
   std::unique_ptr<keel::server> admin_server_;
+  std::unique_ptr<router> redirect_routes_;  // https_redirect: one middleware, no routes
+  std::unique_ptr<keel::server> redirect_server_;
   bool builtins_ = false;
   std::vector<std::function<std::string()>> readiness_;
   std::vector<std::function<void()>> stopped_;

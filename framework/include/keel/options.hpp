@@ -56,6 +56,9 @@ struct options {
   std::string tls_cert;
   std::string tls_key;
   milliseconds tls_handshake_timeout{10'000};
+  /// With TLS: a plain-HTTP listener on this HOST:PORT answering every request
+  /// with a 308 to the same path on the https listener. Empty = none.
+  std::string https_redirect;
   milliseconds sse_heartbeat{15'000};
 
   std::string log_level = "info";  ///< debug, info, warn, error
