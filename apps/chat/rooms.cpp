@@ -13,8 +13,6 @@ namespace chat {
 
 namespace json = boost::json;
 
-namespace {
-
 std::string presence(std::string_view event, std::string_view name) {
   json::object o;
   o["type"] = "presence";
@@ -27,8 +25,6 @@ std::int64_t now_ms() {
   using namespace std::chrono;
   return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
 }
-
-}  // namespace
 
 std::shared_ptr<rooms::room_state> rooms::lock(std::string const& room, bool create,
                                                std::unique_lock<std::mutex>& lk) {

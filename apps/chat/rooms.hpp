@@ -29,6 +29,11 @@ inline constexpr std::size_t history_size = 50;
 /// Longest message text accepted, in bytes of UTF-8 (SPEC §4: 4 KiB).
 inline constexpr std::size_t max_text = 4096;
 
+/// `{"type":"presence","event":…,"name":…}` (SPEC §4), for either rooms.
+std::string presence(std::string_view event, std::string_view name);
+/// Milliseconds since the epoch: a message's `ts`.
+std::int64_t now_ms();
+
 class rooms {
  public:
   explicit rooms(keel::hub& hub) : hub_(hub) {}

@@ -33,19 +33,6 @@ namespace {
 
 constexpr auto as_tuple_task = asio::as_tuple(keel::use_task);
 
-std::string presence(std::string_view event, std::string_view name) {
-  json::object o;
-  o["type"] = "presence";
-  o["event"] = event;
-  o["name"] = name;
-  return json::serialize(o);
-}
-
-std::int64_t now_ms() {
-  using namespace std::chrono;
-  return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
-}
-
 /// "<instance>:<ws id>:<name>" → name (names may hold ':').
 std::string_view name_of(std::string_view key) {
   auto a = key.find(':');
