@@ -60,7 +60,7 @@ std::size_t vm_kib(char const* field) {
 //   outside/secret.txt                 (never served)
 //   root/hello.txt, root/site.css, root/app.js (+ .br, .gz), root/big.bin (200 KiB)
 //   root/sub/index.html, root/empty/, root/.hidden
-//   root/escape -> ../outside/secret.txt, root/inner -> hello.txt
+//   root/escape -> ../outside/secret.txt, root/inner -> hello.txt, root/fifo
 struct tree {
   fs::path base;
   fs::path root;
@@ -86,6 +86,7 @@ struct tree {
     write_file(root / "big.bin", big);
     fs::create_symlink("../outside/secret.txt", root / "escape");
     fs::create_symlink("hello.txt", root / "inner");
+    ::mkfifo((root / "fifo").c_str(), 0644);  // opening it must not wait for a writer
   }
   ~tree() {
     std::error_code ec;
@@ -251,6 +252,7 @@ TEST_CASE("traversal attempts all get the same plain 404", "[static][security]")
       "/assets/%zz",
       "/assets/sub",
       "/assets/empty/",
+      "/assets/fifo",
   };
   for (auto const& a : attempts) {
     INFO(a);
