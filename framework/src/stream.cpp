@@ -189,7 +189,9 @@ task<void> run_stream(context& ctx, response const& res, std::shared_ptr<stream_
     }
     co_return;  // the connection closes: a body cut short shows as a truncation
   }
-  if (st.failed) co_return;
+  // A handler that swallowed its cancellation (client gone, forced close)
+  // still ends a stream nobody reads.
+  if (st.failed || cancelled) co_return;
   if (st.mode == body_framing::length && st.written != st.length) co_return;
   if (!co_await st.write({}, true)) co_return;  // the head, the last chunk
   c.reuse_after_upgrade = st.keep_alive && !c.server.draining.load(std::memory_order_relaxed);
