@@ -62,6 +62,16 @@ task<void> sleeper(response_stream& out) {
   }
 }
 
+// Two pieces with a pause between: the pipelined request behind it arrives
+// while the stream runs.
+task<void> two_pieces(response_stream& out) {
+  co_await out.write("one\n");
+  keel::steady_timer t(co_await boost::asio::this_coro::executor);
+  t.expires_after(std::chrono::milliseconds(50));
+  co_await t.async_wait(keel::use_task);
+  co_await out.write("two\n");
+}
+
 task<void> short_of_length(response_stream& out) { co_await out.write("abc"); }
 
 task<void> throws_first(response_stream&) {
@@ -89,6 +99,7 @@ struct fixture {
     app.get("/short", streamed(short_of_length, too_long));
     app.get("/flood", streamed(flood));
     app.get("/sleep", streamed(sleeper));
+    app.get("/sleep-short", streamed(two_pieces));
     app.get("/throws", streamed(throws_first));
     app.get("/plain", [](keel::context&) -> task<keel::response> { co_return keel::response::text("plain"); });
   }
@@ -133,6 +144,21 @@ TEST_CASE("a streamed HTTP/1.1 body is chunked, one chunk per write, and the con
   boost::asio::write(c.s, boost::asio::buffer(next));
   REQUIRE(c.read_contains("\r\n\r\nplain"));
   CHECK_FALSE(c.eof);
+}
+
+TEST_CASE("a request pipelined behind a stream waits in the kernel and is answered after it", "[stream]") {
+  fixture f;
+  kt::running_app run_app(f.app);
+  kt::client c(run_app.port());
+  c.send_raw(
+      "GET /sleep-short HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+      "GET /plain HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+  auto first = c.read_response();
+  CHECK(first.status == 200);
+  CHECK(first.body == "one\ntwo\n");
+  auto second = c.read_response();
+  CHECK(second.status == 200);
+  CHECK(second.body == "plain");
 }
 
 TEST_CASE("curl decodes a chunked stream", "[stream][curl]") {
