@@ -1,6 +1,6 @@
 // chat: rooms over WebSocket with presence and history, a web page, and the
 // room's messages as Server-Sent Events (SPEC §4).
-//   GET /                          the chat page (/?room=R&name=N joins at once)
+//   GET /                          the chat page (/?room=R&name=N joins at once), from --static-dir
 //   WS  /ws?room=R&name=N          join; send {"type":"message","text":"…"}
 //   GET /api/rooms                 [{"room":"r1","members":2}]
 //   GET /api/rooms/{room}/events   the room's messages as SSE, resuming after Last-Event-ID
@@ -20,6 +20,7 @@
 #include <keel/redis_hub.hpp>
 #include <keel/response.hpp>
 #include <keel/sse.hpp>
+#include <keel/static_files.hpp>
 #include <keel/ws.hpp>
 
 #include <boost/json/array.hpp>
@@ -27,8 +28,10 @@
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 
+#include <filesystem>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace {
 
@@ -200,6 +203,30 @@ keel::task<keel::response> list_rooms(keel::context&, std::shared_ptr<chat_state
   co_return keel::response::json(out);
 }
 
+// The page's directory: --static-dir when given (it must hold index.html),
+// else the source tree's apps/chat/static (compiled in), else
+// <prefix>/share/keel/chat/static beside an installed binary; empty when none
+// is found, and the copy compiled into the binary is served instead, so
+// `GET /` works from any working directory.
+std::string page_dir(keel::config const& cfg) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (auto const& d = cfg.get("static_dir"); !d.empty()) {
+    if (!fs::is_regular_file(fs::path(d) / "index.html", ec)) {
+      throw keel::config_error("static_dir: \"" + d + "\" has no index.html");
+    }
+    return d;
+  }
+  std::vector<fs::path> candidates{CHAT_STATIC_DIR};
+  if (auto exe = fs::read_symlink("/proc/self/exe", ec); !ec) {
+    candidates.push_back(exe.parent_path().parent_path() / "share/keel/chat/static");
+  }
+  for (auto const& c : candidates) {
+    if (fs::is_regular_file(c / "index.html", ec)) return c.string();
+  }
+  return {};
+}
+
 struct listening {
   chat_state& st;
   std::string room;
@@ -232,7 +259,13 @@ void setup(keel::app& app, keel::config const& cfg) {
     guard.push_back(keel::mw::authenticate(keel::mw::bearer_tokens({{token, {.subject = "chat"}}}, bo)));
   }
 
-  app.get("/", page);
+  if (auto dir = page_dir(cfg); !dir.empty()) {
+    keel::static_options po;
+    po.precompressed = false;
+    app.get("/", keel::static_file(dir + "/index.html", po));
+  } else {
+    app.get("/", page);
+  }
 
   auto ws_handler = [st](keel::websocket& ws) { return session(ws, st); };
   auto ws_route = app.ws("/ws", ws_handler);
@@ -252,6 +285,7 @@ void setup(keel::app& app, keel::config const& cfg) {
 
 int main(int argc, char** argv) {
   keel::config cfg("chat");
+  cfg.add("static_dir", "", "the page's directory (default: the source tree's, then share/keel/chat/static)");
   cfg.add("token", "", "when set, /ws and /api/* need `Authorization: Bearer T` or `?access_token=T`");
   cfg.add("redis_member_ttl", "15s", "with redis: a crashed instance's members vanish within this (+1/3)");
   cfg.add("redis_timeout", "2s", "with redis: bound on a connect and on each batch of commands");

@@ -21,7 +21,7 @@ struct io_thread;
 struct tls_stream;
 
 /// What the session is waiting for; drain acts on the idle ones at once.
-enum class phase { reading_first, idle, reading_head, reading_body, handling, writing, upgraded };
+enum class phase { reading_first, idle, reading_head, reading_body, handling, writing, upgraded, streaming };
 
 class connection : public std::enable_shared_from_this<connection> {
  public:
@@ -43,6 +43,9 @@ class connection : public std::enable_shared_from_this<connection> {
   phase state = phase::reading_first;
   cancel_reason reason = cancel_reason::none;
   std::uint64_t handler_seq = 0;  // which handler run a deferred peer watch belongs to
+  /// Set by a streamed response that ended cleanly (keel/stream.hpp): the
+  /// session then reads the next request instead of closing.
+  bool reuse_after_upgrade = false;
   /// Set by an upgraded protocol to be told about a drain (WebSocket: close 1001).
   std::function<void()> on_drain;
   /// Set by an upgraded protocol that took the socket: close it at drain_timeout.

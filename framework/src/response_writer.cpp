@@ -51,7 +51,11 @@ bool is_framework_header(std::string_view name) {
   }
 }
 
-bool render_head(std::string& out, response const& r, framing f) {
+namespace {
+
+// The status line and the handler's headers: shared by sized and streamed
+// responses (inlined into render_head, so a plain response pays nothing).
+inline void render_status_and_fields(std::string& out, response const& r, framing f) {
   out.append(f.version == 10 ? "HTTP/1.0 " : "HTTP/1.1 ");
   append_number(out, r.status);
   out.push_back(' ');
@@ -71,18 +75,44 @@ bool render_head(std::string& out, response const& r, framing f) {
       out.append("\r\n");
     }
   }
-  bool no_body = r.status < 200 || r.status == 204 || r.status == 304;
-  if (!no_body || (r.status == 304 && !r.body.empty())) {
-    out.append("Content-Length: ");
-    append_number(out, r.body.size());
-    out.append("\r\n");
-  }
+}
+
+inline void render_connection(std::string& out, framing f) {
   if (!f.keep_alive) {
     out.append("Connection: close\r\n");
   } else if (f.version == 10) {
     out.append("Connection: keep-alive\r\n");
   }
   out.append("\r\n");
+}
+
+}  // namespace
+
+bool render_head(std::string& out, response const& r, framing f) {
+  render_status_and_fields(out, r, f);
+  bool no_body = r.status < 200 || r.status == 204 || r.status == 304;
+  if (!no_body || (r.status == 304 && !r.body.empty())) {
+    out.append("Content-Length: ");
+    append_number(out, r.body.size());
+    out.append("\r\n");
+  }
+  render_connection(out, f);
+  return !no_body && !f.head;
+}
+
+bool render_streamed_head(std::string& out, response const& r, framing f, body_framing b, std::uint64_t length) {
+  render_status_and_fields(out, r, f);
+  bool no_body = r.status < 200 || r.status == 204 || r.status == 304;
+  if (!no_body) {
+    if (b == body_framing::length) {
+      out.append("Content-Length: ");
+      append_number(out, length);
+      out.append("\r\n");
+    } else if (b == body_framing::chunked) {
+      out.append("Transfer-Encoding: chunked\r\n");
+    }
+  }
+  render_connection(out, f);
   return !no_body && !f.head;
 }
 

@@ -4,6 +4,7 @@
 // itself (see docs/performance.md), so keel frames sized bodies on its own.
 #include <keel/response.hpp>
 
+#include <cstdint>
 #include <string>
 
 namespace keel::detail {
@@ -17,6 +18,14 @@ struct framing {
 /// Appends status line, headers and the blank line to `out`. Returns whether the
 /// body must follow (false for HEAD, 1xx, 204 and 304).
 bool render_head(std::string& out, response const& r, framing f);
+
+/// How a streamed body (keel/stream.hpp) is delimited on the wire.
+enum class body_framing { length, chunked, close };
+
+/// render_head for a streamed response: the same status line and headers, then
+/// Content-Length `length`, Transfer-Encoding: chunked, or nothing (close-
+/// delimited) as `b` says. Returns whether a body follows.
+bool render_streamed_head(std::string& out, response const& r, framing f, body_framing b, std::uint64_t length);
 
 /// Content-Length, Connection, Date, Server, Transfer-Encoding: keel frames
 /// responses itself, so a handler's own values for these are dropped.

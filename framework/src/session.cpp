@@ -68,7 +68,7 @@ void connection::unwatch_peer() {
 
 void connection::on_peer_event(error_code ec) {
   watching_ = false;
-  if (ec || state != phase::handling) return;
+  if (ec || (state != phase::handling && state != phase::streaming)) return;
   // Readable while a handler runs: either the next pipelined request (keep
   // it) or the peer leaving (cancel the handler). POLLRDHUP tells them apart
   // without consuming a byte.
@@ -78,6 +78,9 @@ void connection::on_peer_event(error_code ec) {
     wd->cancel_now();
     return;
   }
+  // A streamed response may run for long: re-arming on bytes that stay in the
+  // kernel would spin. A peer that leaves later fails the stream's next write.
+  if (state == phase::streaming) return;
   watch_peer();
 }
 
@@ -330,11 +333,15 @@ task<void> run_session(std::shared_ptr<connection> self, Stream& s) {
       res = ctx.problem(504, "the handler did not finish before its deadline");
     }
 
-    // Upgrades (101) and streamed responses (SSE) take the connection over.
+    // Upgrades (101) and streamed responses (SSE, keel/stream.hpp) take the
+    // connection over; a stream that ended cleanly may hand it back.
     if (res.upgrade) {
       c.state = phase::upgraded;
+      c.reuse_after_upgrade = false;
       co_await res.upgrade(ctx, res);
-      break;
+      if (!c.reuse_after_upgrade) break;  // only a cleanly ended stream sets it
+      c.reason = cancel_reason::none;
+      continue;
     }
     bool keep_alive = c.req.keep_alive() && !res.close &&
                       !c.server.draining.load(std::memory_order_relaxed) && !handler_cut;

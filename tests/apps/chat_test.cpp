@@ -15,8 +15,11 @@
 #include <boost/json.hpp>
 
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
+#include <fstream>
 #include <memory>
 #include <set>
 #include <string>
@@ -121,6 +124,50 @@ TEST_CASE("chat prints its listening line and serves the page with the ids tests
   CHECK(r.body.find("innerHTML") == std::string::npos);
   CHECK(r.body.find("textContent = m.text") != std::string::npos);
   CHECK(chat.stop() == 0);
+}
+
+TEST_CASE("the page comes from disk through static_file whatever the working directory", "[chat][static]") {
+  // From / : the page's directory is found by its compiled-in path, not the cwd.
+  app_process chat("/bin/sh", {"-c", std::string("cd / && exec ") + CHAT_BIN +
+                                         " --listen 127.0.0.1:0 --threads 1 --drain-timeout 2s"});
+  auto r = kt::request(chat.port(), "GET", "/?room=r&name=alice");
+  CHECK(r.status == 200);
+  CHECK(r.header("Content-Type") == "text/html; charset=utf-8");
+  CHECK(r.header("Cache-Control") == "no-cache");
+  CHECK(r.header("X-Content-Type-Options") == "nosniff");
+  CHECK(r.body.find("id=\"messages\"") != std::string::npos);
+  auto etag = r.header("ETag");
+  REQUIRE_FALSE(etag.empty());
+  auto again = kt::request(chat.port(), "GET", "/", {}, {{"If-None-Match", etag}});
+  CHECK(again.status == 304);
+  // Only `/` is the page: other paths keep the problem-details 404.
+  auto missing = kt::request(chat.port(), "GET", "/index.html");
+  CHECK(missing.status == 404);
+  CHECK(missing.header("Content-Type") == "application/problem+json");
+  CHECK(chat.stop() == 0);
+}
+
+TEST_CASE("--static-dir names the page's directory; one without index.html fails at startup", "[chat][static]") {
+  char tmpl[] = "/tmp/keel-chat-page-XXXXXX";
+  std::string dir = ::mkdtemp(tmpl);
+  { std::ofstream(dir + "/index.html") << "<p>custom page</p>"; }
+  {
+    auto chat = start_chat({"--static-dir", dir});
+    CHECK(kt::request(chat.port(), "GET", "/").body == "<p>custom page</p>");
+    CHECK(chat.stop() == 0);
+  }
+  std::string cmd = std::string(CHAT_BIN) + " --listen 127.0.0.1:0 --static-dir " + dir + "/none 2>&1; echo rc=$?";
+  std::string out;
+  if (auto* p = ::popen(cmd.c_str(), "r")) {
+    char buf[512];
+    std::size_t n;
+    while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+    ::pclose(p);
+  }
+  CHECK(out.find("static_dir") != std::string::npos);
+  CHECK(out.find("rc=2") != std::string::npos);
+  std::remove((dir + "/index.html").c_str());
+  ::rmdir(dir.c_str());
 }
 
 TEST_CASE("the joiner gets joined, the others get presence join and leave", "[chat]") {

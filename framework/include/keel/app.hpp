@@ -18,6 +18,7 @@
 #include <keel/options.hpp>
 #include <keel/router.hpp>
 #include <keel/server.hpp>
+#include <keel/static_files.hpp>
 #include <keel/ws.hpp>
 
 #include <functional>
@@ -39,6 +40,11 @@ class app : public router {
   /// A WebSocket route (see keel/ws.hpp).
   route_ref ws(std::string_view pattern, ws_handler h, ws_options o = {}) {
     return add_ws_route(*this, pattern, std::move(h), std::move(o));
+  }
+
+  /// Serves the files under `root` at `prefix` (see keel/static_files.hpp).
+  route_ref static_files(std::string_view prefix, std::string const& root, static_options o = {}) {
+    return add_static_files(*this, prefix, root, std::move(o));
   }
 
   /// Adds a listener; without one, start() listens on settings().listen.
