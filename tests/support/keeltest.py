@@ -115,6 +115,17 @@ def fd_count(pid):
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
+def socket_count(pid):
+    """The process's socket descriptors: listeners and connections (not its timers and pipes)."""
+    n = 0
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            n += os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:")
+        except OSError:
+            pass  # closed meanwhile
+    return n
+
+
 class App:
     """A keel app as a child process on a free port (`--listen 127.0.0.1:0`): waits for its
     `listening on http://…` line, keeps its stderr (the JSON log) in a file that can be

@@ -1,0 +1,224 @@
+#!/usr/bin/python3
+"""Resource exhaustion against keel_probe_app, one scenario per run.
+
+usage: /usr/bin/python3 exhaustion_test.py PATH/TO/keel_probe_app connections|descriptors|slow_reader
+
+connections  max_connections idle keep-alive connections, then one more: it is
+             closed at once (EOF within a bound), counted in
+             keel_connections_rejected_total, and the kept ones are still served.
+descriptors  the running server's RLIMIT_NOFILE lowered (prlimit) to a few
+             descriptors above what it holds, then a flood of connections: accept
+             fails with EMFILE, backs off (process CPU over 2 s stays far below a
+             busy loop's), the failures are counted, a connection opened before the
+             flood is still served, and once the flood closes new connections are
+             served again. (max_connections must fit the limit at startup, SPEC §2,
+             so the limit is lowered afterwards, as another part of the process
+             taking descriptors would.)
+slow_reader  a client that asks for 32 MiB and never reads is cut at write_timeout
+             (set to 300ms by flag): the server's descriptor count and RSS return
+             to their baseline while another client is served meanwhile.
+Every wait is bounded; loopback only. Exits 1 on a failure.
+"""
+import os
+import resource
+import socket
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+import keeltest as kt  # noqa: E402
+
+probe, scenario = sys.argv[1], sys.argv[2]
+GET = b"GET /plaintext HTTP/1.1\r\nHost: x\r\n\r\n"
+
+
+def roundtrip(s, req=GET):
+    """One keep-alive request on s; the parsed responses (empty when the connection failed)."""
+    try:
+        s.sendall(req)
+        data = b""
+        s.settimeout(kt.T)
+        while True:
+            rs = kt.parse_responses(data)
+            if rs:
+                return rs
+            chunk = s.recv(65536)
+            if not chunk:
+                return []
+            data += chunk
+    except OSError:
+        return []
+
+
+def metric_over(s, name):
+    """`name` from /metrics over an open keep-alive connection (None when it failed)."""
+    rs = roundtrip(s, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+    if not rs:
+        return None
+    total = 0.0
+    for line in rs[0][2].decode().splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def eof_within(s, timeout):
+    """Seconds until the peer closed s (EOF or reset), or None if it did not within timeout."""
+    s.settimeout(timeout)
+    t0 = time.monotonic()
+    try:
+        while s.recv(4096):
+            pass
+    except (ConnectionResetError, BrokenPipeError):
+        pass
+    except socket.timeout:
+        return None
+    return time.monotonic() - t0
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def connections():
+    limit = 20
+    app = kt.App([probe, "--threads", "2", "--max-connections", str(limit), "--drain-timeout", "2s"])
+    kept = []
+    try:
+        for _ in range(limit):
+            s = kt.connect(app.port)
+            kept.append(s)
+            if not roundtrip(s):
+                break
+        kt.check(f"{limit} keep-alive connections are served", len(kept) == limit)
+        extra = kt.connect(app.port)
+        took = eof_within(extra, 5)
+        extra.close()
+        kt.check("connection number limit+1 is closed at once", took is not None and took < 2, f"took {took}")
+        served = sum(1 for s in kept[1:] if roundtrip(s))
+        kt.check("the kept connections are still served", served == limit - 1, f"{served}")
+        # /metrics needs a connection of its own: free one, then ask over it.
+        kept[0].close()
+        kept[0] = None
+        refused_polls = [0]
+
+        def reopen():
+            s = kt.connect(app.port)
+            if roundtrip(s):
+                return s
+            s.close()
+            refused_polls[0] += 1
+            return None
+        s = kt.eventually(reopen, timeout=kt.T)
+        kt.check("a slot freed by a client is given to a new connection", s is not None)
+        if s is not None:
+            kept[0] = s
+            rejected = metric_over(s, "keel_connections_rejected_total")
+            kt.check("the refusal is counted in keel_connections_rejected_total",
+                     rejected is not None and 1 <= rejected <= 1 + refused_polls[0], f"{rejected}")
+            print(f"figures connections: limit {limit}, refused in {took * 1000:.1f} ms, "
+                  f"keel_connections_rejected_total {rejected}", flush=True)
+    finally:
+        for s in kept:
+            if s is not None:
+                s.close()
+        code, err = app.stop()
+        kt.check("exits 0", code == 0, err[-500:])
+
+
+def descriptors():
+    app = kt.App([probe, "--threads", "2", "--max-connections", "1000", "--drain-timeout", "2s"])
+    flood = []
+    try:
+        kept = kt.connect(app.port)
+        kt.check("a connection opened before the flood is served", bool(roundtrip(kept)))
+        base = kt.fd_count(app.pid)
+        low = base + 8
+        resource.prlimit(app.pid, resource.RLIMIT_NOFILE, (low, low))
+        print(f"server holds {base} descriptors; RLIMIT_NOFILE lowered to {low}", flush=True)
+        for _ in range(200):
+            flood.append(kt.connect(app.port))
+        rejected = kt.eventually(lambda: (metric_over(kept, "keel_connections_rejected_total") or 0) > 0,
+                                 timeout=kt.T)
+        kt.check("accept failures for lack of descriptors are counted", rejected)
+        cpu0, t0 = kt.cpu_seconds(app.pid), time.monotonic()
+        time.sleep(2)  # the measurement window
+        cpu = kt.cpu_seconds(app.pid) - cpu0
+        wall = time.monotonic() - t0
+        kt.check("accept backs off: the server's CPU over 2 s stays low", cpu < 0.4 * wall, f"{cpu:.2f} s CPU")
+        kt.check("the kept connection is still served while descriptors are out", bool(roundtrip(kept)))
+        failures = metric_over(kept, "keel_connections_rejected_total")
+        print(f"figures descriptors: {cpu:.3f} s CPU in {wall:.2f} s while out of descriptors; "
+              f"{failures:.0f} accept failures counted (about 20 a second: a 50 ms back-off)", flush=True)
+        for s in flood:
+            s.close()
+        flood.clear()
+
+        def served():
+            try:
+                with kt.connect(app.port, timeout=2) as s:
+                    return bool(roundtrip(s))
+            except OSError:
+                return False
+        kt.check("after the flood closes, new connections are served", kt.eventually(served, timeout=kt.T))
+        kt.check("the kept connection is still served", bool(roundtrip(kept)))
+        kept.close()
+    finally:
+        for s in flood:
+            s.close()
+        code, err = app.stop()
+        kt.check("exits 0", code == 0, err[-500:])
+
+
+def slow_reader():
+    app = kt.App([probe, "--threads", "2", "--write-timeout", "300ms", "--drain-timeout", "2s"])
+    try:
+        base_sockets = kt.socket_count(app.pid)  # the listener, no connection yet
+        with kt.connect(app.port) as s:  # warm up: lazily made descriptors, the first big allocations
+            roundtrip(s, b"GET /big?mib=1 HTTP/1.1\r\nHost: x\r\n\r\n")
+        kt.eventually(lambda: kt.socket_count(app.pid) <= base_sockets)
+        base_fds = kt.fd_count(app.pid)
+        base_rss = rss_kib(app.pid)
+        slow = socket.socket()
+        slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        slow.connect(("127.0.0.1", app.port))
+        slow.sendall(b"GET /big?mib=32 HTTP/1.1\r\nHost: x\r\n\r\n")
+        t0 = time.monotonic()
+        kt.check("the slow reader holds a socket", kt.eventually(lambda: kt.socket_count(app.pid) > base_sockets))
+        status, body = kt.http_get(app.port, "/plaintext")
+        kt.check("another client is served meanwhile", status == 200 and body == b"ok")
+        peak = [rss_kib(app.pid)]
+
+        def released():
+            peak[0] = max(peak[0], rss_kib(app.pid))
+            return kt.socket_count(app.pid) <= base_sockets
+        back = kt.eventually(released, timeout=kt.T)
+        took = time.monotonic() - t0
+        kt.check("write_timeout cuts the slow reader: sockets back to the baseline", back,
+                 f"{kt.socket_count(app.pid)} vs {base_sockets}")
+        kt.check("... after about write_timeout (300 ms), not the 30 s default", 0.25 <= took < 5, f"{took:.2f} s")
+        kt.check("... and every descriptor with it", kt.eventually(lambda: kt.fd_count(app.pid) <= base_fds),
+                 f"{kt.fd_count(app.pid)} vs {base_fds}")
+        after_rss = kt.eventually(lambda: (lambda r: r if r < base_rss + 8192 else None)(rss_kib(app.pid)),
+                                  timeout=kt.T) or rss_kib(app.pid)
+        kt.check("... and the 32 MiB response is freed (RSS within 8 MiB of the baseline)",
+                 after_rss < base_rss + 8192, f"baseline {base_rss} KiB, after {after_rss} KiB")
+        peak_rss = peak[0]
+        got, closed = kt.read_until_close(slow, timeout=kt.T, limit=64 << 20)
+        slow.close()
+        kt.check("the slow reader finds its connection closed before the whole body", closed and len(got) < 32 << 20,
+                 f"{len(got)} bytes, closed {closed}")
+        print(f"figures slow_reader: cut {took * 1000:.0f} ms after the request (write_timeout 300 ms); "
+              f"RSS {base_rss} KiB baseline, {peak_rss} KiB while writing, {after_rss} KiB after; "
+              f"{len(got)} of {32 << 20} bytes reached the client", flush=True)
+    finally:
+        code, err = app.stop()
+        kt.check("exits 0", code == 0, err[-500:])
+
+
+{"connections": connections, "descriptors": descriptors, "slow_reader": slow_reader}[scenario]()
+kt.finish()
