@@ -220,5 +220,39 @@ def slow_reader():
         kt.check("exits 0", code == 0, err[-500:])
 
 
-{"connections": connections, "descriptors": descriptors, "slow_reader": slow_reader}[scenario]()
+def steady_reader():
+    """A client that keeps reading, slower than the response could be written in one
+    write_timeout, is not cut: the timeout is between writes (SPEC §2), not for the whole."""
+    app = kt.App([probe, "--threads", "2", "--write-timeout", "1s", "--drain-timeout", "2s"])
+    try:
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        s.connect(("127.0.0.1", app.port))
+        s.sendall(b"GET /big?mib=24 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        s.settimeout(kt.T)
+        got, t0, closed = 0, time.monotonic(), False
+        # About 8 MiB/s: 3 s for the body, three times write_timeout; each pause far below it.
+        while time.monotonic() - t0 < 20:
+            try:
+                chunk = s.recv(64 * 1024)
+            except (ConnectionResetError, socket.timeout):
+                break
+            if not chunk:
+                closed = True
+                break
+            got += len(chunk)
+            time.sleep(len(chunk) / (8 << 20))  # the reader's pace, not a wait for an event
+        s.close()
+        took = time.monotonic() - t0
+        want = 24 << 20
+        kt.check("a steady reader slower than one write_timeout gets the whole response", closed and got > want,
+                 f"{got} bytes of {want} + head in {took:.2f} s")
+        print(f"figures steady_reader: {got} bytes in {took:.2f} s with write_timeout 1 s", flush=True)
+    finally:
+        code, err = app.stop()
+        kt.check("exits 0", code == 0, err[-500:])
+
+
+{"connections": connections, "descriptors": descriptors, "slow_reader": slow_reader,
+ "steady_reader": steady_reader}[scenario]()
 kt.finish()
