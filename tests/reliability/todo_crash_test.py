@@ -124,7 +124,8 @@ def main():
         for t in threads:
             t.start()
         # Let some writes through first, then kill at a random moment of the load.
-        kt.eventually(lambda: len(round_acked) >= 5, timeout=kt.T)
+        if not kt.check(f"round {rnd}: todo acknowledges writes", kt.eventually(lambda: len(round_acked) >= 5)):
+            print(app.stderr()[-2000:], flush=True)
         time.sleep(rng.uniform(0.0, 0.4))  # the random moment of the kill, not a wait for an event
         app.kill()
         kills += 1
