@@ -8,6 +8,7 @@
 #include <keel/context.hpp>
 #include <keel/http_client.hpp>
 #include <keel/middleware/security_headers.hpp>
+#include <keel/ws.hpp>
 
 #include <openssl/evp.h>
 
@@ -108,6 +109,23 @@ TEST_CASE("headers the handler set are left as they are", "[security_headers]") 
   CHECK(r.header("Content-Security-Policy") == "default-src 'self'");
   CHECK(r.header("Referrer-Policy") == "same-origin");
   CHECK(r.header("X-Content-Type-Options") == "nosniff");
+}
+
+TEST_CASE("a 101 upgrade answer gets no security headers", "[security_headers][ws]") {
+  keel::app app(test_options());
+  app.use(mw::security_headers({.content_security_policy = "default-src 'none'"}));
+  app.ws("/ws", [](keel::websocket& ws) -> task<void> {
+    while (co_await ws.read()) {
+    }
+  });
+  kt::running_app run(app);
+  kt::client c(run.port());
+  c.send_raw("GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+             "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n");
+  auto r = c.read_response();
+  CHECK(r.status == 101);
+  CHECK_FALSE(r.has_header("X-Frame-Options"));
+  CHECK_FALSE(r.has_header("Content-Security-Policy"));
 }
 
 TEST_CASE("every header can be turned off", "[security_headers]") {
