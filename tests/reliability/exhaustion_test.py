@@ -17,6 +17,10 @@ descriptors  the running server's RLIMIT_NOFILE lowered (prlimit) to a few
 slow_reader  a client that asks for 32 MiB and never reads is cut at write_timeout
              (set to 300ms by flag): the server's descriptor count and RSS return
              to their baseline while another client is served meanwhile.
+steady_reader a client reading a 24 MiB body steadily but slower than one write_timeout
+             for the whole is not cut: write_timeout is between writes (SPEC §2).
+bodies       64 clients each one byte short of a max_body (1 MiB) body: RSS stays under
+             baseline + 64 x (max_body + max_head) x 1.5; every body is then served.
 Every wait is bounded; loopback only. Exits 1 on a failure.
 """
 import os
@@ -220,6 +224,58 @@ def slow_reader():
         kt.check("exits 0", code == 0, err[-500:])
 
 
+def bodies():
+    """64 clients each holding a largest-allowed body one byte short of complete: RSS stays
+    within a bound computed from the settings, and every body is then served."""
+    n, max_body, max_head = 64, 1 << 20, 16 << 10
+    app = kt.App([probe, "--threads", "2", "--max-body", "1MiB", "--drain-timeout", "2s"])
+    socks = []
+    try:
+        base = rss_kib(app.pid)
+        body = b"x" * max_body
+        for _ in range(n):
+            s = kt.connect(app.port)
+            s.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % max_body)
+            socks.append(s)
+        for s in socks:
+            s.sendall(body[:-1])
+        # Bound: each connection's body plus its head buffer, with half again for allocator slack.
+        bound = base + n * (max_body + max_head) * 3 // 2 // 1024
+        # Poll until the server has taken in (nearly) all bodies, then read the peak.
+        kt.eventually(lambda: rss_kib(app.pid) > base + n * max_body * 9 // 10 // 1024, timeout=kt.T)
+        peak = rss_kib(app.pid)
+        kt.check(f"RSS with {n} bodies of max_body in flight stays under the computed bound",
+                 peak < bound, f"peak {peak} KiB, bound {bound} KiB")
+        for s in socks:
+            s.sendall(b"x")
+        served = 0
+        for s in socks:
+            rs = []
+            s.settimeout(kt.T)
+            data = b""
+            while not rs:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+                rs = kt.parse_responses(data)
+            served += bool(rs) and rs[0][2] == b'{"len":%d}' % max_body
+        kt.check("every body is then served in full", served == n, f"{served} of {n}")
+        for s in socks:
+            s.close()
+        socks.clear()
+        kt.eventually(lambda: kt.socket_count(app.pid) <= 1)
+        after = rss_kib(app.pid)
+        print(f"figures bodies: {n} x max_body 1 MiB in flight: RSS {base} KiB baseline, {peak} KiB peak "
+              f"({(peak - base) / n:.0f} KiB per connection), bound {bound} KiB; {after} KiB after the "
+              f"connections closed", flush=True)
+    finally:
+        for s in socks:
+            s.close()
+        code, err = app.stop()
+        kt.check("exits 0", code == 0, err[-500:])
+
+
 def steady_reader():
     """A client that keeps reading, slower than the response could be written in one
     write_timeout, is not cut: the timeout is between writes (SPEC §2), not for the whole."""
@@ -254,5 +310,5 @@ def steady_reader():
 
 
 {"connections": connections, "descriptors": descriptors, "slow_reader": slow_reader,
- "steady_reader": steady_reader}[scenario]()
+ "steady_reader": steady_reader, "bodies": bodies}[scenario]()
 kt.finish()
