@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """Resource exhaustion against keel_probe_app, one scenario per run.
 
-usage: /usr/bin/python3 exhaustion_test.py PATH/TO/keel_probe_app connections|descriptors|slow_reader
+usage: /usr/bin/python3 exhaustion_test.py PATH/TO/keel_probe_app connections|descriptors|slow_reader|steady_reader|bodies
+       /usr/bin/python3 exhaustion_test.py PATH/TO/hello ws_queues
 
 connections  max_connections idle keep-alive connections, then one more: it is
              closed at once (EOF within a bound), counted in
@@ -21,6 +22,9 @@ steady_reader a client reading a 24 MiB body steadily but slower than one write_
              for the whole is not cut: write_timeout is between writes (SPEC §2).
 bodies       64 clients each one byte short of a max_body (1 MiB) body: RSS stays under
              baseline + 64 x (max_body + max_head) x 1.5; every body is then served.
+ws_queues    (apps/hello) 32 WebSocket subscribers that never read while 64 KiB messages
+             are published: each is dropped as a slow consumer and its connection closed,
+             RSS stays under baseline + 32 x (ws_send_queue + message) x 1.5.
 Every wait is bounded; loopback only. Exits 1 on a failure.
 """
 import os
@@ -276,6 +280,72 @@ def bodies():
         kt.check("exits 0", code == 0, err[-500:])
 
 
+def ws_queues():
+    """32 WebSocket subscribers that never read while megabytes are published to them:
+    each is dropped as a slow consumer once its send queue is full, RSS stays under
+    baseline + 32 x (ws_send_queue + one message) x 1.5, and falls back once they are gone."""
+    import http.client
+    n, queue, msg = 32, 256 << 10, 64 << 10
+    app = kt.App([probe, "--threads", "2", "--ws-send-queue", "256KiB", "--drain-timeout", "2s"])
+    subs = []
+    try:
+        base = rss_kib(app.pid)
+        for _ in range(n):
+            s = socket.socket()
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.connect(("127.0.0.1", app.port))
+            s.sendall(b"GET /ws/sub?topic=t HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                      b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+            s.settimeout(kt.T)
+            head = b""
+            while b"\r\n\r\n" not in head:
+                chunk = s.recv(1)  # byte by byte: nothing past the 101's head is taken
+                if not chunk:
+                    break
+                head += chunk
+            subs.append(s)
+            if not head.startswith(b"HTTP/1.1 101"):
+                break
+        kt.check(f"{n} subscribers upgraded", len(subs) == n)
+        bound = base + n * (queue + msg) * 3 // 2 // 1024
+        pub = http.client.HTTPConnection("127.0.0.1", app.port, timeout=kt.T)
+        peak, published, t0 = base, 0, time.monotonic()
+        dropped = 0.0
+        # Publish until every subscriber is dropped (the kernel's socket buffers take some MB first).
+        while time.monotonic() - t0 < 20:
+            pub.request("POST", "/publish?topic=t", body=b"m" * msg)
+            r = pub.getresponse()
+            r.read()
+            published += 1
+            peak = max(peak, rss_kib(app.pid))
+            if published % 16 == 0:
+                dropped = kt.metric(app.port, 'keel_ws_dropped_total{reason="slow_consumer"}') or 0
+                if dropped >= n:
+                    break
+        pub.close()
+        kt.check("every subscriber that stopped reading is dropped as a slow consumer", dropped >= n,
+                 f"{dropped} of {n} after {published} messages")
+        closing = time.monotonic()
+        closed = kt.eventually(lambda: kt.socket_count(app.pid) <= 1, timeout=kt.T)
+        close_s = time.monotonic() - closing
+        kt.check("... and their TCP connections closed (a 1008 close tried for 1 s first)", closed,
+                 f"{kt.socket_count(app.pid)} sockets")
+        kt.check("RSS stays under the bound computed from ws_send_queue", peak < bound,
+                 f"peak {peak} KiB, bound {bound} KiB")
+        after = kt.eventually(lambda: (lambda r: r if r < base + 16384 else None)(rss_kib(app.pid))) or rss_kib(app.pid)
+        kt.check("... and falls back once they are gone", after < base + 16384, f"{after} KiB, baseline {base} KiB")
+        status, body = kt.http_get(app.port, "/plaintext")
+        kt.check("the server still serves others", status == 200)
+        print(f"figures ws_queues: {n} subscribers, ws_send_queue 256 KiB, {published} messages of 64 KiB "
+              f"published; dropped {dropped:.0f}, sockets closed {close_s:.2f} s later; RSS {base} KiB baseline, "
+              f"{peak} KiB peak, bound {bound} KiB, {after} KiB after", flush=True)
+    finally:
+        for s in subs:
+            s.close()
+        code, err = app.stop()
+        kt.check("exits 0", code == 0, err[-500:])
+
+
 def steady_reader():
     """A client that keeps reading, slower than the response could be written in one
     write_timeout, is not cut: the timeout is between writes (SPEC §2), not for the whole."""
@@ -310,5 +380,5 @@ def steady_reader():
 
 
 {"connections": connections, "descriptors": descriptors, "slow_reader": slow_reader,
- "steady_reader": steady_reader, "bodies": bodies}[scenario]()
+ "steady_reader": steady_reader, "bodies": bodies, "ws_queues": ws_queues}[scenario]()
 kt.finish()
