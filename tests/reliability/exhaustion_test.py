@@ -2,7 +2,7 @@
 """Resource exhaustion against keel_probe_app, one scenario per run.
 
 usage: /usr/bin/python3 exhaustion_test.py PATH/TO/keel_probe_app connections|descriptors|slow_reader|steady_reader|bodies
-       /usr/bin/python3 exhaustion_test.py PATH/TO/hello ws_queues
+       /usr/bin/python3 exhaustion_test.py PATH/TO/hello ws_queues|silent_peers
 
 connections  max_connections idle keep-alive connections, then one more: it is
              closed at once (EOF within a bound), counted in
@@ -25,6 +25,8 @@ bodies       64 clients each one byte short of a max_body (1 MiB) body: RSS stay
 ws_queues    (apps/hello) 32 WebSocket subscribers that never read while 64 KiB messages
              are published: each is dropped as a slow consumer and its connection closed,
              RSS stays under baseline + 32 x (ws_send_queue + message) x 1.5.
+silent_peers (apps/hello) WebSocket peers that never answer a ping (frozen or gone) are
+             closed by the heartbeat within ws_ping_interval + ws_pong_timeout, counted.
 Every wait is bounded; loopback only. Exits 1 on a failure.
 """
 import os
@@ -280,6 +282,57 @@ def bodies():
         kt.check("exits 0", code == 0, err[-500:])
 
 
+def ws_upgrade(port, target):
+    """A raw WebSocket client with a 4 KiB receive buffer, upgraded; None when refused.
+    It never reads past the 101 and never answers a ping: a peer that has gone silent."""
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.connect(("127.0.0.1", port))
+    s.sendall(b"GET " + target.encode() + b" HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+              b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+    s.settimeout(kt.T)
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = s.recv(1)  # byte by byte: nothing past the 101's head is taken
+        if not chunk:
+            break
+        head += chunk
+    if not head.startswith(b"HTTP/1.1 101"):
+        s.close()
+        return None
+    return s
+
+
+def silent_peers():
+    """WebSocket peers that stop answering (never a pong, as a frozen or vanished client):
+    the heartbeat drops each after ws_ping_interval + ws_pong_timeout, counted as no_pong."""
+    n = 8
+    app = kt.App([probe, "--threads", "2", "--ws-ping-interval", "200ms", "--ws-pong-timeout", "300ms",
+                  "--drain-timeout", "2s"])
+    peers = []
+    try:
+        for _ in range(n):
+            s = ws_upgrade(app.port, "/ws/echo")
+            if s is None:
+                break
+            peers.append(s)
+        kt.check(f"{n} peers upgraded", len(peers) == n)
+        t0 = time.monotonic()
+        closed = kt.eventually(lambda: kt.socket_count(app.pid) <= 1, timeout=kt.T)
+        took = time.monotonic() - t0
+        kt.check("the heartbeat closes every silent peer's connection", closed, f"{kt.socket_count(app.pid)} sockets")
+        kt.check("... after about ping interval + pong timeout (0.5 s), not the 40 s default", took < 5, f"{took:.2f} s")
+        no_pong = kt.metric(app.port, 'keel_ws_dropped_total{reason="no_pong"}')
+        kt.check("... counted as no_pong", no_pong == n, f"{no_pong}")
+        print(f"figures silent_peers: {n} peers closed {took:.2f} s after their upgrade "
+              f"(ping 200 ms + pong 300 ms); no_pong {no_pong:.0f}", flush=True)
+    finally:
+        for s in peers:
+            s.close()
+        code, err = app.stop()
+        kt.check("exits 0", code == 0, err[-500:])
+
+
 def ws_queues():
     """32 WebSocket subscribers that never read while megabytes are published to them:
     each is dropped as a slow consumer once its send queue is full, RSS stays under
@@ -291,21 +344,10 @@ def ws_queues():
     try:
         base = rss_kib(app.pid)
         for _ in range(n):
-            s = socket.socket()
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-            s.connect(("127.0.0.1", app.port))
-            s.sendall(b"GET /ws/sub?topic=t HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                      b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
-            s.settimeout(kt.T)
-            head = b""
-            while b"\r\n\r\n" not in head:
-                chunk = s.recv(1)  # byte by byte: nothing past the 101's head is taken
-                if not chunk:
-                    break
-                head += chunk
-            subs.append(s)
-            if not head.startswith(b"HTTP/1.1 101"):
+            s = ws_upgrade(app.port, "/ws/sub?topic=t")
+            if s is None:
                 break
+            subs.append(s)
         kt.check(f"{n} subscribers upgraded", len(subs) == n)
         bound = base + n * (queue + msg) * 3 // 2 // 1024
         pub = http.client.HTTPConnection("127.0.0.1", app.port, timeout=kt.T)
@@ -380,5 +422,6 @@ def steady_reader():
 
 
 {"connections": connections, "descriptors": descriptors, "slow_reader": slow_reader,
- "steady_reader": steady_reader, "bodies": bodies, "ws_queues": ws_queues}[scenario]()
+ "steady_reader": steady_reader, "bodies": bodies, "ws_queues": ws_queues,
+ "silent_peers": silent_peers}[scenario]()
 kt.finish()
