@@ -17,6 +17,7 @@
 #include <keel/hub.hpp>
 #include <keel/middleware/auth.hpp>
 #include <keel/middleware/defaults.hpp>
+#include <keel/middleware/security_headers.hpp>
 #include <keel/redis_hub.hpp>
 #include <keel/response.hpp>
 #include <keel/sse.hpp>
@@ -243,6 +244,11 @@ keel::task<void> room_events(keel::sse_stream& events, std::shared_ptr<chat_stat
 
 void setup(keel::app& app, keel::config const& cfg) {
   keel::mw::use_defaults(app);
+  // Browser hardening: the CSP allows the page's own inline script and style by hash.
+  app.use(keel::mw::security_headers(
+      {.content_security_policy = "default-src 'none'; script-src 'self' " + keel::mw::csp_hashes(chat::page, "script") +
+                                  "; style-src 'self' " + keel::mw::csp_hashes(chat::page, "style") +
+                                  "; connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'self'"}));
   auto st = make_state(cfg);
   app.on_stopped([st] { st->stop(); });
   if (st->redis && cfg.get_bool("redis_readiness")) {

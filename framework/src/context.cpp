@@ -104,6 +104,8 @@ bool context::draining() const {
   return conn_ != nullptr && conn_->server.draining.load(std::memory_order_relaxed);
 }
 
+bool context::tls() const { return conn_ != nullptr && conn_->tls != nullptr; }
+
 void context::set_peer(asio::ip::tcp::endpoint p) { peer_ = p; }
 
 std::string const& context::client_address() const {

@@ -211,10 +211,22 @@ task<head_result> read_body(connection& c, Stream& s, request_parser& p) {
 template <class Stream>
 task<bool> write_all(connection& c, Stream& s, std::array<asio::const_buffer, 2> buffers) {
   c.state = phase::writing;
-  c.wd->arm_after(c.server.opts.write_timeout);
-  auto [ec, n] = co_await asio::async_write(s, buffers, tuple_task);
-  c.wd->disarm();
-  co_return !ec;
+  // write_timeout bounds each write's progress (SPEC §2: between writes), not
+  // the whole response: a steady reader of a large body slower than one
+  // write_timeout is served; one that stops reading is cut. Small responses
+  // still go out in one write.
+  while (buffers[0].size() + buffers[1].size() > 0) {
+    c.wd->arm_after(c.server.opts.write_timeout);
+    auto [ec, n] = co_await s.async_write_some(buffers, tuple_task);
+    c.wd->disarm();
+    if (ec) co_return false;
+    for (auto& b : buffers) {
+      auto k = std::min(n, b.size());
+      b += k;
+      n -= k;
+    }
+  }
+  co_return true;
 }
 
 template <class Stream>

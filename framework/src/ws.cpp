@@ -85,6 +85,12 @@ void ws_state::overflow() {
   if (slow_ || !open.load()) return;
   slow_ = true;
   if (settings.counted) metrics::ws_dropped(metrics::ws_drop_reason::slow_consumer);
+  // A message being written to a peer that stopped reading would hold the
+  // connection (and the message) until write_timeout, 30 s by default: it
+  // gets the one second the 1008 close frame gets (SPEC §2), then the
+  // writer sees the write fail and closes.
+  auto limit = clock::now() + std::chrono::seconds(1);
+  if (write_wd_->deadline() != clock::time_point::max() && write_wd_->deadline() > limit) write_wd_->arm(limit);
   wake();
 }
 

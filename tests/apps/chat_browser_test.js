@@ -103,9 +103,14 @@ async function main() {
   try {
     context.setDefaultTimeout(WAIT);
     const pageErrors = [];
+    // A Content-Security-Policy violation is reported on the console, not as a page error.
+    const watch = (p) => {
+      p.on('pageerror', (e) => pageErrors.push(String(e)));
+      p.on('console', (m) => { if (/Content Security Policy/i.test(m.text())) pageErrors.push(m.text()); });
+    };
     const alice = await context.newPage();
     const bob = await context.newPage();
-    for (const p of [alice, bob]) p.on('pageerror', (e) => pageErrors.push(String(e)));
+    for (const p of [alice, bob]) watch(p);
 
     await alice.goto(`${base}/?room=r&name=alice`);
     check('alice: #status starts with "connected"', await statusStartsWith(alice, 'connected'));
@@ -161,7 +166,7 @@ async function main() {
     try {
       const carol = await context.newPage();
       const mallory = await context.newPage();
-      for (const p of [carol, mallory]) p.on('pageerror', (e) => pageErrors.push(String(e)));
+      for (const p of [carol, mallory]) watch(p);
       await carol.goto(`http://127.0.0.1:${secured.port}/?room=s&name=carol&access_token=t0k%2Fen`);
       check('--token: the page passes on its access_token', await statusStartsWith(carol, 'connected'));
       await mallory.goto(`http://127.0.0.1:${secured.port}/?room=s&name=mallory`);
@@ -172,7 +177,7 @@ async function main() {
     } finally {
       await stopChat(secured);
     }
-    check('no script errors on the pages', pageErrors.length === 0, pageErrors);
+    check('no script errors or CSP violations on the pages', pageErrors.length === 0, pageErrors);
   } finally {
     await context.close().catch(() => {});
     await stopChat(chat);

@@ -86,6 +86,9 @@ class context {
   template <class T>
   T json() const;
 
+  /// True when the request arrived over TLS (https, wss): the listener has
+  /// tls_cert/tls_key. A TLS-terminating proxy in front is not seen here.
+  bool tls() const;
   /// The TCP peer.
   asio::ip::tcp::endpoint const& peer() const { return peer_; }
   /// The client address: the peer, or what a trusted proxy says it is.
