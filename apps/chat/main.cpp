@@ -30,6 +30,8 @@
 #include <boost/json/serialize.hpp>
 
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <memory>
 #include <string>
 #include <vector>
@@ -244,10 +246,17 @@ keel::task<void> room_events(keel::sse_stream& events, std::shared_ptr<chat_stat
 
 void setup(keel::app& app, keel::config const& cfg) {
   keel::mw::use_defaults(app);
-  // Browser hardening: the CSP allows the page's own inline script and style by hash.
+  auto dir = page_dir(cfg);
+  // Browser hardening: the CSP allows the served page's own inline script and
+  // style by hash, taken from the file itself (a page edited on disk stays allowed).
+  std::string served(chat::page);
+  if (!dir.empty()) {
+    std::ifstream in(dir + "/index.html", std::ios::binary);
+    served.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
   app.use(keel::mw::security_headers(
-      {.content_security_policy = "default-src 'none'; script-src 'self' " + keel::mw::csp_hashes(chat::page, "script") +
-                                  "; style-src 'self' " + keel::mw::csp_hashes(chat::page, "style") +
+      {.content_security_policy = "default-src 'none'; script-src 'self' " + keel::mw::csp_hashes(served, "script") +
+                                  "; style-src 'self' " + keel::mw::csp_hashes(served, "style") +
                                   "; connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'self'"}));
   auto st = make_state(cfg);
   app.on_stopped([st] { st->stop(); });
@@ -265,7 +274,7 @@ void setup(keel::app& app, keel::config const& cfg) {
     guard.push_back(keel::mw::authenticate(keel::mw::bearer_tokens({{token, {.subject = "chat"}}}, bo)));
   }
 
-  if (auto dir = page_dir(cfg); !dir.empty()) {
+  if (!dir.empty()) {
     keel::static_options po;
     po.precompressed = false;
     app.get("/", keel::static_file(dir + "/index.html", po));
