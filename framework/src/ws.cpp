@@ -48,7 +48,8 @@ ws_state::ws_state(executor e, ws_settings s)
       write_wd_(watchdog::create(ex, s.write_timeout)),
       inbox_timer_(ex),
       reader_timer_(ex),
-      join_timer_(ex) {}
+      join_timer_(ex),
+      close_timer_(ex) {}
 
 bool ws_state::send(std::shared_ptr<std::string const> data, bool binary) {
   if (!open.load(std::memory_order_relaxed)) return false;
@@ -122,6 +123,26 @@ void ws_session<NextLayer>::abort() {
   wake();
 }
 
+// Beast 1.81's async_close, when cancelled while it waits for the read
+// block, shuts the stream down without releasing its write block: a read
+// suspended on that block (it got the peer's close frame and wants to write)
+// is never resumed, and the reader never ends. So the handshake is bounded by
+// closing the socket, which fails whatever Beast waits on through its normal
+// paths, never by cancelling the operation.
+template <class NextLayer>
+task<bool> ws_session<NextLayer>::close_within(websocket_ns::close_reason why, std::chrono::milliseconds limit) {
+  close_expired_ = false;
+  close_timer_.expires_after(limit);
+  close_timer_.async_wait([this, self = shared_from_this()](error_code ec) {
+    if (ec) return;
+    close_expired_ = true;
+    abort();
+  });
+  auto [ec] = co_await stream.async_close(why, tuple_task);
+  close_timer_.cancel();
+  co_return !ec && !close_expired_;
+}
+
 template <class NextLayer>
 task<void> ws_session<NextLayer>::writer() {
   auto self = shared_from_this();
@@ -133,10 +154,8 @@ task<void> ws_session<NextLayer>::writer() {
       if (settings.counted) metrics::ws_message_dropped(queue_.size());
       queue_.clear();
       queued_bytes_.store(0);
-      write_wd_->arm_after(std::chrono::seconds(1));
       websocket_ns::close_reason why(websocket_ns::close_code::policy_error, "send queue overflow");
-      co_await stream.async_close(why, guarded());
-      write_wd_->disarm();
+      co_await close_within(why, std::chrono::seconds(1));
       abort();
       break;
     }
@@ -162,12 +181,9 @@ task<void> ws_session<NextLayer>::writer() {
       break;
     }
     if (close_requested_) {
-      write_wd_->arm_after(std::min(settings.write_timeout, settings.drain_timeout));
       websocket_ns::close_reason why(static_cast<websocket_ns::close_code>(close_code_),
                                      boost::beast::string_view(close_reason_));
-      auto [ec] = co_await stream.async_close(why, guarded());
-      write_wd_->disarm();
-      if (ec || write_wd_->fired()) abort();
+      if (!co_await close_within(why, std::min(settings.write_timeout, settings.drain_timeout))) abort();
       // The peer's close frame arrives through the pending read, if any.
       break;
     }
@@ -196,6 +212,7 @@ task<void> ws_session<NextLayer>::writer() {
   }
   write_wd_->stop();
   writer_done_ = true;
+  reader_timer_.cancel();  // a reader that left the close to us reports it now
   join_timer_.cancel();
 }
 
@@ -411,6 +428,22 @@ task<void> ws_session<NextLayer>::reader() {
       co_await reader_timer_.async_wait(tuple_task);
       if (!open.load()) break;
       continue;
+    }
+    if (close_requested_ || slow_) {
+      // The writer's async_close reads until the peer's close frame itself.
+      // A read started now can find that frame already buffered behind the
+      // last message and then never complete (boostorg/beast#2647), so the
+      // reader leaves the rest to the close and reports its outcome.
+      while (!writer_done_) {
+        reader_timer_.expires_at(clock::time_point::max());
+        co_await reader_timer_.async_wait(tuple_task);
+      }
+      open.store(false);
+      peer_close_code = stream.reason().code;
+      auto const& why = stream.reason().reason;
+      peer_close_reason.assign(why.data(), why.size());
+      if (!peer_close_code) peer_close_code = err::close_code::abnormal;
+      break;
     }
     read_buffer.clear();
     auto [ec, n] = co_await stream.async_read(read_buffer, tuple_task);

@@ -119,6 +119,8 @@ class ws_state : public std::enable_shared_from_this<ws_state> {
   steady_timer reader_timer_;  // the reader waits here while the inbox is full
   bool writer_stop_ = false;
   steady_timer join_timer_;
+  steady_timer close_timer_;  // bounds the closing handshake (see close_within)
+  bool close_expired_ = false;
 };
 
 /// A ws_state over a concrete stream: tcp_socket (ws://) or TLS over a socket
@@ -136,6 +138,12 @@ class ws_session final : public ws_state {
   task<void> reader() override;
   /// Feeds control frames (pings, pongs) to the heartbeat; once, before the handshake.
   void watch_control_frames();
+
+ private:
+  /// The closing handshake, cut by closing the socket after `limit`; true when it completed in time.
+  task<bool> close_within(boost::beast::websocket::close_reason why, std::chrono::milliseconds limit);
+
+ public:
 
   // Declared before the stream, so it goes after it.
   std::shared_ptr<void> owner;
