@@ -127,7 +127,7 @@ case "$cmd" in
     done
     # Every libFuzzer target for a minute under ASan+UBSan (docs/fuzzing.md).
     if [[ $failed == 0 || "${KEEL_FAIL_FAST:-0}" != 1 ]]; then
-      stage fuzz bash "$root/tests/fuzz/run" --seconds "${KEEL_FUZZ_SECONDS:-60}" || failed=1
+      stage fuzz bash "$root/tests/fuzz/run" --seconds "${KEEL_FUZZ_SECONDS:-60}" --jobs "${KEEL_FUZZ_JOBS:-2}" || failed=1
     fi
     summary
     exit "$failed"

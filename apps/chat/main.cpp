@@ -10,6 +10,7 @@
 //   With --token T, /ws and /api/* need `Authorization: Bearer T` or `?access_token=T`.
 //   With --redis, several instances share rooms, presence and history (docs/scaling.md).
 #include "chat_page.hpp"
+#include "client_message.hpp"
 #include "rooms.hpp"
 #include "shared_rooms.hpp"
 
@@ -26,14 +27,13 @@
 
 #include <boost/json/array.hpp>
 #include <boost/json/object.hpp>
-#include <boost/json/parse.hpp>
-#include <boost/json/serialize.hpp>
 
 #include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace {
@@ -113,14 +113,6 @@ std::shared_ptr<chat_state> make_state(keel::config const& cfg) {
   return st;
 }
 
-std::string error_message(std::string_view code, std::string_view message) {
-  json::object o;
-  o["type"] = "error";
-  o["code"] = code;
-  o["message"] = message;
-  return json::serialize(o);
-}
-
 keel::task<keel::response> page(keel::context&) {
   auto r = keel::response::html(std::string(chat::page));
   r.set_header("Cache-Control", "no-cache");
@@ -144,33 +136,12 @@ keel::task<keel::response> require_room_and_name(keel::context& ctx, keel::next 
 // One client message: a chat message, or an error for the sender alone.
 void on_client_message(chat_state& st, keel::websocket& ws, std::string const& room, std::string const& name,
                        keel::ws_message const& msg) {
-  if (!msg.is_text()) {
-    ws.send(error_message("bad_message", "messages are JSON text"));
+  auto m = chat::read_client_message(msg.is_text(), msg.data);
+  if (!m.text) {
+    ws.send(std::move(m.error));
     return;
   }
-  boost::system::error_code ec;
-  auto v = json::parse(msg.data, ec);
-  auto const* o = ec ? nullptr : v.if_object();
-  auto const* type = o ? o->if_contains("type") : nullptr;
-  if (!type || !type->is_string()) {
-    ws.send(error_message("bad_message", "expected a JSON object with a \"type\""));
-    return;
-  }
-  if (type->get_string() != "message") {
-    ws.send(error_message("bad_message", "unknown message type"));
-    return;
-  }
-  auto const* text = o->if_contains("text");
-  if (!text || !text->is_string()) {
-    ws.send(error_message("bad_message", "a message needs a \"text\" string"));
-    return;
-  }
-  auto const& s = text->get_string();
-  if (s.size() > chat::max_text) {
-    ws.send(error_message("too_long", "text is at most 4096 bytes"));
-    return;
-  }
-  st.post(room, name, std::string(s));
+  st.post(room, name, std::move(*m.text));
 }
 
 // Leaves the room however the session ends (close, error, cancellation).

@@ -7,6 +7,8 @@
 // mutex, publishes included, so each member sees one order: its `joined`
 // (whose history and members are a snapshot) first, then exactly the events
 // after that snapshot, none twice and none lost. Thread-safe.
+#include "client_message.hpp"
+
 #include <keel/hub.hpp>
 #include <keel/sse.hpp>
 #include <keel/ws.hpp>
@@ -26,8 +28,6 @@ namespace chat {
 
 /// Messages a room keeps for those who join later (SPEC §4).
 inline constexpr std::size_t history_size = 50;
-/// Longest message text accepted, in bytes of UTF-8 (SPEC §4: 4 KiB).
-inline constexpr std::size_t max_text = 4096;
 
 /// `{"type":"presence","event":…,"name":…}` (SPEC §4), for either rooms.
 std::string presence(std::string_view event, std::string_view name);

@@ -9,6 +9,8 @@
 // anonymous-namespace type from an included file, because another unit
 // including it would see a different type. Only this unit instantiates the
 // TLS session, so the frame is defined once.
+#if defined(__GNUC__) && !defined(__clang__)  // a g++-only warning; clang has no such option
 #pragma GCC diagnostic ignored "-Wsubobject-linkage"
+#endif
 #define KEEL_SESSION_TLS_UNIT
 #include "session.cpp"
