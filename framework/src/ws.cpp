@@ -184,7 +184,7 @@ task<void> ws_session<NextLayer>::writer() {
       websocket_ns::close_reason why(static_cast<websocket_ns::close_code>(close_code_),
                                      boost::beast::string_view(close_reason_));
       if (!co_await close_within(why, std::min(settings.write_timeout, settings.drain_timeout))) abort();
-      // The peer's close frame arrives through the pending read, if any.
+      // async_close read up to the peer's close frame; the reader reports it.
       break;
     }
     if (writer_stop_) break;
