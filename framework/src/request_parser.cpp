@@ -99,16 +99,19 @@ void request_parser::on_body_init_impl(boost::optional<std::uint64_t> const& con
   // parser whose caller has not yet held it to the route's limit cannot be
   // made to allocate what the client names (found by fuzz_request_head).
   constexpr std::uint64_t reserve_cap = 1024 * 1024;
-  if (content_length) req_.body_.reserve(static_cast<std::size_t>(std::min(*content_length, reserve_cap)));
+  if (content_length && !streaming_) req_.body_.reserve(static_cast<std::size_t>(std::min(*content_length, reserve_cap)));
 }
 
 std::size_t request_parser::on_body_impl(sv body, error_code&) {
-  req_.body_.append(body);
+  // Without eager parsing Beast hands over at most one piece per put().
+  if (streaming_) piece_ = std::string_view(body.data(), body.size());
+  else req_.body_.append(body);
   return body.size();
 }
 
 std::size_t request_parser::on_chunk_body_impl(std::uint64_t, sv body, error_code&) {
-  req_.body_.append(body);
+  if (streaming_) piece_ = std::string_view(body.data(), body.size());
+  else req_.body_.append(body);
   return body.size();
 }
 

@@ -8,6 +8,7 @@
 #include <boost/beast/http/basic_parser.hpp>
 
 #include <string_view>
+#include <utility>
 
 namespace keel::detail {
 
@@ -26,6 +27,12 @@ class request_parser final : public boost::beast::http::basic_parser<true> {
   bool chunked_body() const { return chunked_; }
   /// Whether the request line has been parsed (Beast consumes it before the fields).
   bool request_line_done() const { return request_line_done_; }
+
+  /// Streaming mode (routes with stream_body): body bytes are not stored in
+  /// the request; each put() leaves at most one piece, a view into the bytes
+  /// it was given, for take_piece(). Switch on after the head, before the body.
+  void stream_body() { streaming_ = true; }
+  std::string_view take_piece() { return std::exchange(piece_, {}); }
 
  private:
   void reject(error_code& ec, unsigned status, std::string_view detail);
@@ -55,6 +62,8 @@ class request_parser final : public boost::beast::http::basic_parser<true> {
   bool expect_continue_ = false;
   bool chunked_ = false;
   bool request_line_done_ = false;
+  bool streaming_ = false;
+  std::string_view piece_;
 };
 
 }  // namespace keel::detail

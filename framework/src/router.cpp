@@ -39,6 +39,7 @@ route_options merge(route_options own, group_node const* g) {
   for (; g != nullptr; g = g->parent) {
     if (!own.max_body) own.max_body = g->options.max_body;
     if (!own.handler_timeout) own.handler_timeout = g->options.handler_timeout;
+    if (!own.stream_body) own.stream_body = g->options.stream_body;
   }
   return own;
 }
@@ -55,6 +56,10 @@ route_ref& route_ref::max_body(std::size_t bytes) {
 }
 route_ref& route_ref::timeout(std::chrono::milliseconds d) {
   entry_->own.handler_timeout = d;
+  return *this;
+}
+route_ref& route_ref::stream_body(std::uint64_t max_bytes) {
+  entry_->own.stream_body = max_bytes;
   return *this;
 }
 
@@ -105,6 +110,10 @@ route_group& route_group::max_body(std::size_t bytes) {
 }
 route_group& route_group::timeout(std::chrono::milliseconds d) {
   node_->options.handler_timeout = d;
+  return *this;
+}
+route_group& route_group::stream_body(std::uint64_t max_bytes) {
+  node_->options.stream_body = max_bytes;
   return *this;
 }
 

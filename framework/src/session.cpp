@@ -2,6 +2,7 @@
 // chain, write the response, loop while keep-alive holds. Every wait is guarded
 // by the connection's watchdog; errors inside are error codes, and nothing
 // escapes the coroutine.
+#include "body_source.hpp"
 #include "connection.hpp"
 #include "request_parser.hpp"
 #include "response_writer.hpp"
@@ -24,6 +25,7 @@
 
 #include <algorithm>
 #include <array>
+#include <optional>
 
 namespace keel::detail {
 
@@ -242,6 +244,27 @@ task<bool> write_response(connection& c, Stream& s, response const& res, framing
   co_return co_await write_all(c, s, buffers);
 }
 
+// Closing at once with unread bytes of the client's body in the kernel sends
+// it a reset, which can destroy our response before it reads it (RFC 9112
+// §9.6). So: FIN first, then drop what still arrives, briefly and boundedly.
+task<void> linger_close(connection& c) {
+  constexpr auto linger_time = std::chrono::milliseconds(500);
+  constexpr std::size_t linger_bytes = 4 * 1024 * 1024;
+  co_await asio::this_coro::reset_cancellation_state();
+  error_code ec;
+  c.socket.shutdown(tcp_socket::shutdown_send, ec);
+  if (ec) co_return;
+  std::array<char, 16384> sink;
+  std::size_t dropped = 0;
+  c.wd->arm_after(linger_time);
+  while (dropped < linger_bytes) {
+    auto [rec, n] = co_await c.socket.async_read_some(asio::buffer(sink), tuple_task);
+    if (rec) break;
+    dropped += n;
+  }
+  c.wd->disarm();
+}
+
 // Runs a chain; an exception that no middleware caught still gets its answer.
 task<response> run_guarded(detail::chain const& chain, context& ctx) {
   std::exception_ptr failure;
@@ -272,6 +295,7 @@ task<void> run_session(std::shared_ptr<connection> self, Stream& s) {
   co_await asio::this_coro::throw_if_cancelled(false);
   path_params params;
   bool fresh = true;
+  bool linger = false;  // the client may still be sending a body we refused
   for (;;) {
     request_parser parser(c.req, o.max_head, o.max_header_count, o.max_body);
     // Unlimited until the route is known: its own limit applies (SPEC §1).
@@ -295,26 +319,44 @@ task<void> run_session(std::shared_ptr<connection> self, Stream& s) {
     auto handler_timeout = match.options && match.options->handler_timeout
                                ? *match.options->handler_timeout : o.handler_timeout;
 
+    // A route with stream_body hands its body to the handler as it arrives
+    // (keel/body_stream.hpp); every other body is read here, whole, first.
+    bool streamed = match.options && match.options->stream_body;
+    std::optional<body_source> streamed_body;
+    if (streamed) {
+      streamed_body.emplace(c, parser, ctx);
+      streamed_body->done = parser.is_done();
+      ctx.body_stream().attach(&*streamed_body);
+    }
     if (!parser.is_done()) {
+      std::uint64_t limit = streamed ? *match.options->stream_body : max_body;
       auto length = parser.content_length();
-      if (length && *length > max_body) {
+      if (length && *length > limit) {
         head_result too_big{outcome::reject, 413, "the body is larger than this route accepts"};
         auto res = co_await answer_rejection(c, ctx, too_big);
         co_await write_response(c, s, res, {c.req.version(), false, false});
+        linger = true;
         break;
       }
-      parser.body_limit(max_body);
-      if (parser.expects_continue() && c.req.version() >= 11 && c.buffer.size() == 0) {
-        static constexpr std::string_view cont = "HTTP/1.1 100 Continue\r\n\r\n";
-        if (!co_await write_all(c, s, {asio::buffer(cont), asio::const_buffer()})) break;
-      }
-      auto body = co_await read_body(c, s, parser);
-      if (c.wd->fired()) co_await asio::this_coro::reset_cancellation_state();
-      if (body.what == outcome::closed) break;
-      if (body.what == outcome::reject) {
-        auto res = co_await answer_rejection(c, ctx, body);
-        co_await write_response(c, s, res, {c.req.version(), false, false});
-        break;
+      parser.body_limit(limit);
+      bool wants_continue = parser.expects_continue() && c.req.version() >= 11;
+      if (streamed) {
+        parser.stream_body();
+        streamed_body->continue_pending = wants_continue;
+      } else {
+        if (wants_continue && c.buffer.size() == 0) {
+          static constexpr std::string_view cont = "HTTP/1.1 100 Continue\r\n\r\n";
+          if (!co_await write_all(c, s, {asio::buffer(cont), asio::const_buffer()})) break;
+        }
+        auto body = co_await read_body(c, s, parser);
+        if (c.wd->fired()) co_await asio::this_coro::reset_cancellation_state();
+        if (body.what == outcome::closed) break;
+        if (body.what == outcome::reject) {
+          auto res = co_await answer_rejection(c, ctx, body);
+          co_await write_response(c, s, res, {c.req.version(), false, false});
+          linger = true;
+          break;
+        }
       }
     }
 
@@ -325,9 +367,14 @@ task<void> run_session(std::shared_ptr<connection> self, Stream& s) {
     // The peer watch is armed only if the handler suspends: the posted check
     // runs after this turn, when a synchronous handler is already done.
     auto seq = ++c.handler_seq;
-    asio::post(c.socket.get_executor(), [self, seq] {
-      if (self->state == phase::handling && self->handler_seq == seq) self->watch_peer();
-    });
+    if (streamed_body && !streamed_body->done) {
+      // The socket is the body's until it is in: read_some() arms the watch then.
+      streamed_body->watch_peer_when_done = true;
+    } else {
+      asio::post(c.socket.get_executor(), [self, seq] {
+        if (self->state == phase::handling && self->handler_seq == seq) self->watch_peer();
+      });
+    }
     // Inside the handler a cancelled request stays cancelled: every further
     // co_await throws, so a handler cannot wander on past its deadline.
     co_await asio::this_coro::throw_if_cancelled(true);
@@ -340,9 +387,29 @@ task<void> run_session(std::shared_ptr<connection> self, Stream& s) {
       co_await asio::this_coro::reset_cancellation_state();
     }
     if (c.reason == cancel_reason::client_gone) break;  // nobody to answer
-    if (handler_cut && res.status != 504) {
+    if (streamed_body && streamed_body->timed_out) {
+      // The body's deadline, not the handler's, cut it.
+      if (res.status != 408) res = ctx.problem(408, "the request body did not arrive in time");
+    } else if (handler_cut && res.status != 504) {
       // The handler swallowed its cancellation; the deadline still decides.
       res = ctx.problem(504, "the handler did not finish before its deadline");
+    }
+    // What the handler left of a streamed body goes before the next request
+    // can be read; past a bound the connection ends instead.
+    bool body_left = false;
+    if (streamed_body && !res.upgrade) {
+      streamed_body->watch_peer_when_done = false;
+      if (!streamed_body->done && !handler_cut) {
+        constexpr std::uint64_t discard_limit = 256 * 1024;
+        body_left = !co_await discard_body(*streamed_body, discard_limit);
+        if (c.wd->fired() || c.reason != cancel_reason::none) {
+          co_await asio::this_coro::reset_cancellation_state();
+        }
+        if (c.reason == cancel_reason::client_gone) break;
+      } else {
+        body_left = !streamed_body->done;
+      }
+      linger = body_left;
     }
 
     // Upgrades (101) and streamed responses (SSE, keel/stream.hpp) take the
@@ -355,7 +422,7 @@ task<void> run_session(std::shared_ptr<connection> self, Stream& s) {
       c.reason = cancel_reason::none;
       continue;
     }
-    bool keep_alive = c.req.keep_alive() && !res.close &&
+    bool keep_alive = c.req.keep_alive() && !res.close && !body_left &&
                       !c.server.draining.load(std::memory_order_relaxed) && !handler_cut;
     framing f{c.req.version(), keep_alive, c.req.method() == verb::head};
     if (!co_await write_response(c, s, res, f)) break;
@@ -365,6 +432,7 @@ task<void> run_session(std::shared_ptr<connection> self, Stream& s) {
   if constexpr (std::is_same_v<Stream, tls_socket_stream>) {
     if (!c.tls->taken) co_await tls_goodbye(c, s);
   }
+  if (linger) co_await linger_close(c);
   c.wd->stop();
   error_code ec;
   c.socket.shutdown(tcp_socket::shutdown_send, ec);

@@ -58,7 +58,8 @@ bool compressible_type(std::string_view type, compression_options const& o) {
 
 std::optional<response> decode_request(context& ctx, compression_options const& o) {
   auto header = ctx.header("Content-Encoding");
-  if (!header || ctx.rejected_status() != 0) return std::nullopt;
+  // A streamed body (stream_body routes) reaches the handler encoded, as sent.
+  if (!header || ctx.rejected_status() != 0 || ctx.body_streamed()) return std::nullopt;
   auto token = trim(*header);
   if (token.empty() || (token.size() == 8 && istarts_with(token, "identity"))) return std::nullopt;
   auto c = codecs::parse(token);  // a list of several codings is not one we take

@@ -12,6 +12,7 @@
 // session). Operations a handler awaits are cancelled when the request's
 // deadline passes or its client disconnects: ctx.cancel_reason() says which.
 // A context belongs to its connection's thread; do not share it across threads.
+#include <keel/body_stream.hpp>
 #include <keel/net.hpp>
 #include <keel/options.hpp>
 #include <keel/request.hpp>
@@ -71,6 +72,11 @@ class context {
   /// What body() returns from now on, for middleware that transforms the
   /// request body (decompression): the handler reads the result.
   void replace_body(std::string body) { body_ = std::move(body); }
+  /// The body as a stream of pieces (keel/body_stream.hpp): how a route with
+  /// stream_body reads its body, which then never is in body().
+  keel::body_stream& body_stream() { return body_stream_; }
+  /// True on a route with stream_body: the body is read through body_stream().
+  bool body_streamed() const { return body_stream_.streamed(); }
 
   /// Path parameter `{name}` of the matched route, percent-decoded; empty if absent.
   std::string param(std::string_view name) const;
@@ -183,6 +189,7 @@ class context {
   std::optional<trace_context> own_trace_;
   std::string request_id_;
   std::optional<std::string> body_;
+  keel::body_stream body_stream_{*this};
   clock::time_point deadline_ = clock::time_point::max();
   std::vector<value_slot> values_;
 };

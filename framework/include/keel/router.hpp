@@ -5,6 +5,7 @@
 //   r.use(keel::mw::request_id());                 // app-wide, outermost first
 //   r.get("/users/{id}", show_user);
 //   r.post("/files/{*rest}", upload).max_body(64 << 20).timeout(2min);
+//   r.put("/videos/{name}", store_video).stream_body(4ull << 30);  // read as it arrives
 //   auto api = r.group("/api", {cors, auth});       // CORS answers preflight before auth
 //   api.get("/todos", list_todos);
 //
@@ -18,6 +19,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <initializer_list>
 #include <memory>
 #include <optional>
@@ -38,6 +40,8 @@ struct router_state;
 struct route_options {
   std::optional<std::size_t> max_body;
   std::optional<std::chrono::milliseconds> handler_timeout;
+  /// Set: the handler reads the body as a stream (ctx.body_stream()), up to this many bytes.
+  std::optional<std::uint64_t> stream_body;
 };
 
 /// Returned by registration calls to refine one route.
@@ -50,6 +54,10 @@ class route_ref {
   route_ref& max_body(std::size_t bytes);
   /// Handler deadline for this route (504 when it passes).
   route_ref& timeout(std::chrono::milliseconds d);
+  /// The handler reads the body itself, as it arrives, through
+  /// ctx.body_stream() (keel/body_stream.hpp), up to `max_bytes` (413 beyond);
+  /// nothing is buffered in memory and max_body does not apply.
+  route_ref& stream_body(std::uint64_t max_bytes);
 
  private:
   detail::route_entry* entry_;
@@ -71,6 +79,7 @@ class route_group {
   /// Overrides for every route of the group (a route's own override wins).
   route_group& max_body(std::size_t bytes);
   route_group& timeout(std::chrono::milliseconds d);
+  route_group& stream_body(std::uint64_t max_bytes);
 
  private:
   friend class router;
