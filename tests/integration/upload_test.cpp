@@ -15,6 +15,7 @@
 
 #include <atomic>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -334,4 +335,29 @@ TEST_CASE("read_some() on a route without stream_body yields the buffered body o
   CHECK(r.body == "bytes=3 hash=" + std::to_string(fnv1a(fnv_offset, "abc")) + " streamed=no body=3");
   r = running.request("POST", "/buffered", "");
   CHECK(r.body == "bytes=0 hash=" + std::to_string(fnv_offset) + " streamed=no body=0");
+}
+
+TEST_CASE("uploads stream over TLS too, both framings, with curl as the client", "[upload][tls][curl]") {
+  temp_file key("keel-upload-key.pem");
+  temp_file cert("keel-upload-cert.pem");
+  auto made = std::system(("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1"
+                           " -subj /CN=localhost -keyout " + key.path.string() + " -out " + cert.path.string() +
+                           " > /dev/null 2>&1").c_str());
+  REQUIRE(made == 0);
+  auto o = test_options();
+  o.tls_key = key.path.string();
+  o.tls_cert = cert.path.string();
+  fixture f(o);
+  kt::running_app running(f.app);
+  REQUIRE(running.url().rfind("https://", 0) == 0);
+  temp_file file("keel-upload-tls");
+  constexpr std::size_t size = 8u << 20;
+  auto hash = make_file(file.path, size);
+  auto url = running.url() + "/upload";
+  CHECK(run("curl -sk --data-binary @" + file.path.string() + " " + url) == expected(size, hash));
+  CHECK(run("curl -sk -H 'Transfer-Encoding: chunked' --data-binary @" + file.path.string() + " " + url) ==
+        expected(size, hash));
+  // Refused before the body: 100 Continue is never sent, the answer arrives whole.
+  CHECK(run("curl -sk -o /dev/null -w '%{http_code}' --data-binary @" + file.path.string() + " " + running.url() +
+            "/refuse") == "403");
 }
