@@ -2,6 +2,7 @@
 
 #include <keel/app.hpp>
 #include <keel/log.hpp>
+#include <keel/multipart.hpp>
 #include <keel/middleware/compression.hpp>
 #include <keel/middleware/defaults.hpp>
 #include <keel/testing.hpp>
@@ -79,6 +80,21 @@ struct live {
     app.get("/trace", [](keel::context& ctx) -> keel::task<keel::response> {
       co_return keel::response::text(std::string(ctx.request_id()));
     });
+    // Streamed bodies and multipart forms (keel/body_stream.hpp, keel/multipart.hpp).
+    app.post("/upload", [](keel::context& ctx) -> keel::task<keel::response> {
+      auto& body = ctx.body_stream();
+      while (co_await body.read_some()) {
+      }
+      co_return keel::response::text(std::to_string(body.received()));
+    }).stream_body(1 << 20);
+    app.post("/form", [](keel::context& ctx) -> keel::task<keel::response> {
+      keel::multipart_reader form(ctx, {512, 8});
+      std::string names;
+      while (co_await form.next_part()) {
+        names += form.name() + "=" + std::to_string((co_await form.read_all(4096)).size()) + ";";
+      }
+      co_return keel::response::text(names);
+    }).stream_body(1 << 20);
     app.ws("/ws", ws_echo);
     running = std::make_unique<keel::testing::running_app>(app);
   }
