@@ -1,8 +1,10 @@
 // Large uploads: bodies streamed to disk as they arrive, never held in memory.
 // Usage: docs_example_upload_files [--listen HOST:PORT] [--body-timeout 30s]
 //   curl -T big.iso localhost:8080/files/big.iso      -> stored 4700372992 bytes
+//   curl -F title=trip -F file=@a.jpg -F file=@b.jpg localhost:8080/forms   -> trip: 2 files
 #include <keel/app.hpp>
 #include <keel/body_stream.hpp>
+#include <keel/multipart.hpp>
 #include <keel/offload.hpp>
 
 #include <cstdio>
@@ -36,6 +38,28 @@ keel::task<keel::response> store(keel::context& ctx) {
 }
 // [upload]
 
+// [form]
+// A browser form with a title and any number of files: each file streamed
+// to disk part by part; the title, small by nature, read whole with a limit.
+keel::task<keel::response> store_form(keel::context& ctx) {
+  keel::multipart_reader form(ctx);  // 415 unless multipart/form-data
+  std::string title;
+  std::size_t files = 0;
+  while (co_await form.next_part()) {
+    if (form.name() == "title") {
+      title = co_await form.read_all(256);  // 413 past 256 bytes
+    } else if (form.name() == "file" && !form.filename().empty()) {
+      std::ofstream out(upload_dir / ("form-" + std::to_string(files++)), std::ios::binary);
+      while (auto piece = co_await form.read_some()) {
+        auto write = [&] { out.write(piece->data(), static_cast<std::streamsize>(piece->size())); };
+        co_await keel::offload(write);
+      }
+    }  // any other part is skipped by the next next_part()
+  }
+  co_return keel::response::text(title + ": " + std::to_string(files) + " files\n", 201);
+}
+// [form]
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -45,5 +69,6 @@ int main(int argc, char** argv) {
     // [route]
     app.put("/files/{name}", store).stream_body(8ull << 30);  // up to 8 GiB per file
     // [route]
+    app.post("/forms", store_form).stream_body(1ull << 30);
   });
 }
