@@ -80,7 +80,12 @@ task<response> to_https(context& ctx, keel::server const* https) {
   if (host.empty()) co_return ctx.problem(400, "a Host header is needed to redirect to https");
   std::string location = "https://";
   location += host;
-  if (auto port = https->port(); port != 443) location += ":" + std::to_string(port);
+  if (auto port = https->port(); port != 443) {
+    // Two appends, not ":" + to_string(): g++ 12 at -O3 sees a bogus
+    // overflow in the inlined operator+ (-Wstringop-overflow) and -Werror stops the build.
+    location += ':';
+    location += std::to_string(port);
+  }
   location += ctx.req().target();
   response r(308);
   r.set_header("Location", location);
