@@ -28,6 +28,11 @@ struct body_source {
   std::string_view failed_detail;
 };
 
+/// Deadline for the next read of a body: body_timeout, or sooner when the
+/// average rate since the body began would fall below body_min_rate (after
+/// body_min_rate_grace). For bodies keel reads whole and for streamed ones.
+clock::time_point body_read_deadline(options const& o, clock::time_point started, std::uint64_t received);
+
 /// The next piece of the body, nullopt at its end; throws http_error (400,
 /// 408, 413) or the system_error of a cancelled or failed read.
 task<std::optional<std::string_view>> next_body_piece(body_source& b);

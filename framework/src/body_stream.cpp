@@ -27,9 +27,9 @@ namespace {
 
 constexpr std::size_t read_size = 64 * 1024;
 
-// Deadline for the next read: body_timeout, or sooner when the average rate
-// since the body began would fall below body_min_rate (after the grace).
-clock::time_point read_deadline(options const& o, clock::time_point started, std::uint64_t received) {
+}  // namespace
+
+clock::time_point body_read_deadline(options const& o, clock::time_point started, std::uint64_t received) {
   auto now = clock::now();
   auto deadline = now + o.body_timeout;
   if (o.body_min_rate > 0) {
@@ -39,6 +39,8 @@ clock::time_point read_deadline(options const& o, clock::time_point started, std
   }
   return deadline;
 }
+
+namespace {
 
 [[noreturn]] void fail(body_source& b, unsigned status, std::string_view detail) {
   b.failed = status;
@@ -116,7 +118,7 @@ task<std::optional<std::string_view>> next_piece(body_source& b, Stream& s) {
     }
     paused_deadline pause(b);
     c.state = phase::reading_body;
-    c.wd->arm(read_deadline(o, b.started, b.consumed));
+    c.wd->arm(body_read_deadline(o, b.started, b.consumed));
     auto [ec, n] = co_await s.async_read_some(c.buffer.prepare(read_size), asio::as_tuple(use_task));
     if (ec) {
       if (c.wd->fired()) {

@@ -162,19 +162,6 @@ task<head_result> read_head(connection& c, Stream& s, request_parser& p, bool fr
   }
 }
 
-// Deadline for the next body read: body_timeout, or sooner when the average
-// rate since the body began would fall below body_min_rate (after the grace).
-clock::time_point body_deadline(options const& o, clock::time_point started, std::size_t received) {
-  auto now = clock::now();
-  auto deadline = now + o.body_timeout;
-  if (o.body_min_rate > 0) {
-    auto allowed = std::chrono::milliseconds(received * 1000 / o.body_min_rate);
-    auto rate_deadline = started + std::max<std::chrono::milliseconds>(o.body_min_rate_grace, allowed);
-    deadline = std::min(deadline, std::max(rate_deadline, now + std::chrono::milliseconds(1)));
-  }
-  return deadline;
-}
-
 template <class Stream>
 task<head_result> read_body(connection& c, Stream& s, request_parser& p) {
   auto const& o = c.server.opts;
@@ -198,7 +185,7 @@ task<head_result> read_body(connection& c, Stream& s, request_parser& p) {
       if (c.buffer.size() > o.max_head) co_return head_result{outcome::reject, 400, "malformed chunked body"};
     }
     c.state = phase::reading_body;
-    c.wd->arm(body_deadline(o, started, received));
+    c.wd->arm(body_read_deadline(o, started, received));
     auto [ec, n] = co_await s.async_read_some(c.buffer.prepare(16384), tuple_task);
     c.wd->disarm();
     if (ec) {

@@ -5,6 +5,7 @@
 // for the next client.
 #include <catch2/catch.hpp>
 
+#include "process_helpers.hpp"
 #include "test_app.hpp"
 
 #include <keel/error.hpp>
@@ -22,12 +23,6 @@ using keel::task;
 namespace kt = keel::testing;
 
 namespace {
-
-std::uint64_t fnv1a(std::uint64_t h, std::string_view bytes) {
-  for (unsigned char ch : bytes) h = (h ^ ch) * 1099511628211ull;
-  return h;
-}
-constexpr std::uint64_t fnv_offset = 14695981039346656037ull;
 
 // One line per part: name, filename, type, size and hash of its data. Parts
 // named "skip" are not read at all; "title" is read with read_all(16).
@@ -54,36 +49,6 @@ task<keel::response> describe(keel::context& ctx) {
   }
   co_return keel::response::text(out);
 }
-
-std::string run(std::string const& cmd) {
-  std::string out;
-  if (auto* p = ::popen(cmd.c_str(), "r")) {
-    char buf[4096];
-    std::size_t n;
-    while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-    ::pclose(p);
-  }
-  return out;
-}
-
-std::size_t vm_kib(char const* field) {
-  std::ifstream in("/proc/self/status");
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind(field, 0) == 0) return std::stoul(line.substr(std::string(field).size()));
-  }
-  return 0;
-}
-
-struct temp_file {
-  std::filesystem::path path;
-  explicit temp_file(std::string const& name)
-      : path(std::filesystem::temp_directory_path() / (name + "-" + std::to_string(::getpid()))) {}
-  ~temp_file() {
-    std::error_code ec;
-    std::filesystem::remove(path, ec);
-  }
-};
 
 // Pseudo-random bytes with boundary-like runs ("\r\n--" and dashes) mixed in.
 std::uint64_t make_file(std::filesystem::path const& p, std::size_t size) {
@@ -126,12 +91,10 @@ TEST_CASE("curl -F: text fields and a 64 MiB file arrive part by part, memory fl
                          "photo|beach.jpg|image/jpeg|" + std::to_string(size) + "|" + std::to_string(hash) + "\n"
                          "note||text/plain|2|" + std::to_string(fnv1a(fnv_offset, "hi")) + "\n";
   auto rss_before = vm_kib("VmRSS:");
-  {
-    std::ofstream("/proc/self/clear_refs") << "5";
-  }
+  reset_peak_rss();
   auto form = " -F title=holiday -F 'photo=@" + file.path.string() + ";filename=beach.jpg;type=image/jpeg' -F note=hi ";
-  CHECK(run("curl -s" + form + url) == expected);
-  CHECK(run("curl -s -H 'Transfer-Encoding: chunked'" + form + url) == expected);
+  CHECK(run_command("curl -s" + form + url) == expected);
+  CHECK(run_command("curl -s -H 'Transfer-Encoding: chunked'" + form + url) == expected);
   auto hwm = vm_kib("VmHWM:");
   INFO("VmRSS before " << rss_before << " KiB, VmHWM after " << hwm << " KiB");
   CHECK(hwm < rss_before + 16 * 1024);

@@ -5,6 +5,7 @@
 // with the server's memory flat.
 #include <catch2/catch.hpp>
 
+#include "process_helpers.hpp"
 #include "test_app.hpp"
 
 #include <keel/middleware/compression.hpp>
@@ -32,28 +33,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string run(std::string const& cmd) {
-  std::string out;
-  if (auto* p = ::popen(cmd.c_str(), "r")) {
-    char buf[65536];
-    std::size_t n;
-    while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-    ::pclose(p);
-  }
-  return out;
-}
-
 void write_file(fs::path const& p, std::string const& content) {
   std::ofstream(p, std::ios::binary) << content;
-}
-
-std::size_t vm_kib(char const* field) {
-  std::ifstream in("/proc/self/status");
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind(field, 0) == 0) return std::stoul(line.substr(std::string(field).size()));
-  }
-  return 0;
 }
 
 // A tree under a fresh temporary directory:
@@ -165,7 +146,7 @@ TEST_CASE("curl gets 200, 304 on If-None-Match and If-Modified-Since, 404 and 40
   auto url = run_app.url();
   auto etag = run_app.get("/assets/hello.txt").header("ETag");
   auto modified = run_app.get("/assets/hello.txt").header("Last-Modified");
-  auto code = [&](std::string const& args) { return run("curl -s -o /dev/null -w '%{http_code}' " + args); };
+  auto code = [&](std::string const& args) { return run_command("curl -s -o /dev/null -w '%{http_code}' " + args); };
   CHECK(code(url + "/assets/hello.txt") == "200");
   CHECK(code("-H 'If-None-Match: " + etag + "' " + url + "/assets/hello.txt") == "304");
   CHECK(code("-H 'If-None-Match: \"other\", W/" + etag + "' " + url + "/assets/hello.txt") == "304");
@@ -212,7 +193,7 @@ TEST_CASE("single ranges are served byte for byte; unsatisfiable ones get 416", 
   CHECK(whole.status == 200);
   CHECK(whole.body == big);
   // python3's http.client as a second real client.
-  auto py = run("/usr/bin/python3 -c \"import http.client,sys; c=http.client.HTTPConnection('127.0.0.1'," +
+  auto py = run_command("/usr/bin/python3 -c \"import http.client,sys; c=http.client.HTTPConnection('127.0.0.1'," +
                 std::to_string(run_app.port()) +
                 "); c.request('GET','/assets/big.bin',headers={'Range':'bytes=70000-70009'}); r=c.getresponse(); "
                 "sys.stdout.buffer.write(str(r.status).encode()+b' '+r.read().hex().encode())\"");
@@ -295,7 +276,7 @@ TEST_CASE("precompressed siblings are chosen by Accept-Encoding", "[static][prec
   CHECK_FALSE(ranged.has_header("Content-Encoding"));
   // curl as a client: what it asks for is what it gets.
   auto url = run_app.url();
-  CHECK(run("curl -s -H 'Accept-Encoding: br' " + url + "/assets/app.js") == "BROTLI-BYTES");
+  CHECK(run_command("curl -s -H 'Accept-Encoding: br' " + url + "/assets/app.js") == "BROTLI-BYTES");
 }
 
 TEST_CASE("the directory index is opt-in per mount", "[static][index]") {
@@ -326,7 +307,7 @@ TEST_CASE("a 1 GiB sparse file streams to a client that discards it with memory 
   {
     std::ofstream("/proc/self/clear_refs") << "5";  // resets VmHWM to the current RSS
   }
-  auto out = run("curl -s -o /dev/null -w '%{http_code} %{size_download}' " + run_app.url() + "/assets/huge.bin");
+  auto out = run_command("curl -s -o /dev/null -w '%{http_code} %{size_download}' " + run_app.url() + "/assets/huge.bin");
   CHECK(out == "200 1073741824");
   auto hwm = vm_kib("VmHWM:");
   INFO("VmRSS before " << rss_before << " KiB, VmHWM after " << hwm << " KiB");

@@ -5,6 +5,7 @@
 #include <catch2/catch.hpp>
 
 #include "sse_client.hpp"
+#include "process_helpers.hpp"
 #include "test_app.hpp"
 
 #include <keel/stream.hpp>
@@ -105,26 +106,6 @@ struct fixture {
   }
 };
 
-std::string run(std::string const& cmd) {
-  std::string out;
-  if (auto* p = ::popen(cmd.c_str(), "r")) {
-    char buf[4096];
-    std::size_t n;
-    while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-    ::pclose(p);
-  }
-  return out;
-}
-
-std::size_t vm_kib(char const* field) {
-  std::ifstream in("/proc/self/status");
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind(field, 0) == 0) return std::stoul(line.substr(std::string(field).size()));
-  }
-  return 0;
-}
-
 }  // namespace
 
 TEST_CASE("a streamed HTTP/1.1 body is chunked, one chunk per write, and the connection is reused", "[stream]") {
@@ -165,10 +146,10 @@ TEST_CASE("curl decodes a chunked stream", "[stream][curl]") {
   fixture f;
   kt::running_app run_app(f.app);
   auto url = run_app.url();
-  CHECK(run("curl -s " + url + "/hello") == "hello world");
+  CHECK(run_command("curl -s " + url + "/hello") == "hello world");
   // Two streams on one curl connection: keep-alive after a stream that ended cleanly.
   // num_connects 0 on the second transfer: it reused the first one's connection.
-  CHECK(run("curl -s -w ' %{num_connects}\\n' " + url + "/hello " + url + "/hello") ==
+  CHECK(run_command("curl -s -w ' %{num_connects}\\n' " + url + "/hello " + url + "/hello") ==
         "hello world 1\nhello world 0\n");
 }
 
@@ -278,7 +259,7 @@ TEST_CASE("a client that leaves cancels the stream's handler", "[stream]") {
 TEST_CASE("a stream over TLS is chunked the same way and keeps the connection", "[stream][tls]") {
   char tmpl[] = "/tmp/keel-stream-tls-XXXXXX";
   std::string dir = ::mkdtemp(tmpl);
-  auto made = run("cd " + dir +
+  auto made = run_command("cd " + dir +
                   " && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout key.pem"
                   " -out cert.pem -days 2 -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 >/dev/null 2>&1"
                   " && echo ok");
@@ -290,9 +271,9 @@ TEST_CASE("a stream over TLS is chunked the same way and keeps the connection", 
     fixture f(o);
     kt::running_app run_app(f.app);
     auto url = "https://127.0.0.1:" + std::to_string(run_app.port());
-    CHECK(run("curl -s --cacert " + dir + "/cert.pem " + url + "/hello") == "hello world");
-    CHECK(run("curl -s -w ' %{num_connects}\\n' --cacert " + dir + "/cert.pem " + url + "/hello " + url + "/sized") ==
+    CHECK(run_command("curl -s --cacert " + dir + "/cert.pem " + url + "/hello") == "hello world");
+    CHECK(run_command("curl -s -w ' %{num_connects}\\n' --cacert " + dir + "/cert.pem " + url + "/hello " + url + "/sized") ==
           "hello world 1\nhello world 0\n");
   }
-  run("rm -rf " + dir);
+  run_command("rm -rf " + dir);
 }

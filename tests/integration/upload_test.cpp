@@ -6,6 +6,7 @@
 // read_some() on a route keel buffers itself.
 #include <catch2/catch.hpp>
 
+#include "process_helpers.hpp"
 #include "test_app.hpp"
 
 #include <keel/body_stream.hpp>
@@ -28,12 +29,6 @@ using keel::task;
 namespace kt = keel::testing;
 
 namespace {
-
-std::uint64_t fnv1a(std::uint64_t h, std::string_view bytes) {
-  for (unsigned char ch : bytes) h = (h ^ ch) * 1099511628211ull;
-  return h;
-}
-constexpr std::uint64_t fnv_offset = 14695981039346656037ull;
 
 std::atomic<int> cancelled_reads{0};
 std::atomic<int> handler_runs{0};
@@ -92,26 +87,6 @@ struct fixture {
   }
 };
 
-std::string run(std::string const& cmd) {
-  std::string out;
-  if (auto* p = ::popen(cmd.c_str(), "r")) {
-    char buf[4096];
-    std::size_t n;
-    while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-    ::pclose(p);
-  }
-  return out;
-}
-
-std::size_t vm_kib(char const* field) {
-  std::ifstream in("/proc/self/status");
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind(field, 0) == 0) return std::stoul(line.substr(std::string(field).size()));
-  }
-  return 0;
-}
-
 // A file of `size` pseudo-random bytes (every byte value, CR/LF included); its hash.
 std::uint64_t make_file(std::filesystem::path const& p, std::size_t size) {
   std::mt19937_64 rng(42);
@@ -131,16 +106,6 @@ std::uint64_t make_file(std::filesystem::path const& p, std::size_t size) {
   return h;
 }
 
-struct temp_file {
-  std::filesystem::path path;
-  explicit temp_file(std::string const& name)
-      : path(std::filesystem::temp_directory_path() / (name + "-" + std::to_string(::getpid()))) {}
-  ~temp_file() {
-    std::error_code ec;
-    std::filesystem::remove(path, ec);
-  }
-};
-
 std::string expected(std::size_t size, std::uint64_t hash) {
   return "bytes=" + std::to_string(size) + " hash=" + std::to_string(hash) + " streamed=yes body=0";
 }
@@ -155,12 +120,10 @@ TEST_CASE("curl uploads 64 MiB with Content-Length and chunked framing; memory s
   auto hash = make_file(file.path, size);
   auto url = running.url() + "/upload";
   auto rss_before = vm_kib("VmRSS:");
-  {
-    std::ofstream("/proc/self/clear_refs") << "5";  // VmHWM back to the current RSS
-  }
+  reset_peak_rss();
   // curl sends Expect: 100-continue for a body this large: keel answers it at the first read.
-  auto by_length = run("curl -s --data-binary @" + file.path.string() + " " + url);
-  auto chunked = run("curl -s -H 'Transfer-Encoding: chunked' --data-binary @" + file.path.string() + " " + url);
+  auto by_length = run_command("curl -s --data-binary @" + file.path.string() + " " + url);
+  auto chunked = run_command("curl -s -H 'Transfer-Encoding: chunked' --data-binary @" + file.path.string() + " " + url);
   auto hwm = vm_kib("VmHWM:");
   CHECK(by_length == expected(size, hash));
   CHECK(chunked == expected(size, hash));
@@ -354,10 +317,10 @@ TEST_CASE("uploads stream over TLS too, both framings, with curl as the client",
   constexpr std::size_t size = 8u << 20;
   auto hash = make_file(file.path, size);
   auto url = running.url() + "/upload";
-  CHECK(run("curl -sk --data-binary @" + file.path.string() + " " + url) == expected(size, hash));
-  CHECK(run("curl -sk -H 'Transfer-Encoding: chunked' --data-binary @" + file.path.string() + " " + url) ==
+  CHECK(run_command("curl -sk --data-binary @" + file.path.string() + " " + url) == expected(size, hash));
+  CHECK(run_command("curl -sk -H 'Transfer-Encoding: chunked' --data-binary @" + file.path.string() + " " + url) ==
         expected(size, hash));
   // Refused before the body: 100 Continue is never sent, the answer arrives whole.
-  CHECK(run("curl -sk -o /dev/null -w '%{http_code}' --data-binary @" + file.path.string() + " " + running.url() +
+  CHECK(run_command("curl -sk -o /dev/null -w '%{http_code}' --data-binary @" + file.path.string() + " " + running.url() +
             "/refuse") == "403");
 }
