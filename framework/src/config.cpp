@@ -507,8 +507,9 @@ config& config::add(std::string name, std::string default_value, std::string hel
 }
 
 config& config::add_flag(std::string name, std::string help) {
-  add(name, "false", std::move(help));
-  app_.find(name)->second.is_flag = true;
+  auto const key = name;
+  add(std::move(name), "false", std::move(help));
+  app_.find(key)->second.is_flag = true;
   return *this;
 }
 
@@ -633,7 +634,10 @@ void config::load(std::vector<std::string> const& args,
     if (!spec.known) {
       if (!flag_error) {
         auto hint = suggest(spelling, [](std::string_view n) { return flag_of(n); });
-        flag_error = config_error("unknown flag " + spelling + hint);
+        std::string message = "unknown flag ";
+        message += spelling;
+        message += hint;
+        flag_error = config_error(message);
       }
       continue;
     }
@@ -660,7 +664,7 @@ void config::load(std::vector<std::string> const& args,
   // With --help nothing is applied or checked: the user asked how to fix the
   // command line, not to be told again that it is wrong.
   if (help_) return;
-  if (flag_error) throw *flag_error;
+  if (flag_error) throw config_error(*flag_error);
 
   std::string origin;
   if (config_file) {
@@ -776,7 +780,7 @@ bool config::get_bool(std::string_view name) const {
 }
 
 std::string config::usage() const {
-  auto show = [](std::string v) { return v.empty() ? std::string("(none)") : v; };
+  auto show = [](std::string const& v) { return v.empty() ? std::string("(none)") : v; };
   std::string out = "usage: " + program_ + " [flags]";
   out +=
       "\n\nEvery setting has three spellings, lowest precedence first: a key in the JSON file"
@@ -785,7 +789,7 @@ std::string config::usage() const {
       "\nDurations carry a unit (250ms, 10s, 2m, 1h); sizes are bytes or carry KiB/MiB/GiB;"
       "\nbooleans are true/false (a bare boolean flag means true); lists are comma-separated"
       "\n(JSON arrays in the file).\n\n";
-  auto line = [&](std::string left, std::string_view help, std::string const& def) {
+  auto line = [&](std::string_view left, std::string_view help, std::string const& def) {
     out += "  ";
     out += left;
     out.append(left.size() < 34 ? 34 - left.size() : 1, ' ');

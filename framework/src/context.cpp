@@ -106,7 +106,7 @@ bool context::draining() const {
 
 bool context::tls() const { return conn_ != nullptr && conn_->tls != nullptr; }
 
-void context::set_peer(asio::ip::tcp::endpoint p) { peer_ = p; }
+void context::set_peer(asio::ip::tcp::endpoint p) { peer_ = std::move(p); }
 
 std::string const& context::client_address() const {
   if (client_address_.empty()) {
@@ -136,7 +136,7 @@ response context::problem(unsigned status, std::string_view detail, boost::json:
 
 response response_for_exception(context& ctx, std::exception_ptr e) {
   try {
-    std::rethrow_exception(e);
+    std::rethrow_exception(std::move(e));
   } catch (json::validation_error const& v) {
     boost::json::array errors;
     for (auto const& fe : v.errors()) errors.push_back({{"field", fe.field}, {"message", fe.message}});

@@ -422,7 +422,7 @@ struct http_client::impl {
         auto s = a.res->status;
         if (!(may_retry && (s == 502 || s == 503 || s == 504))) co_return std::move(*a.res);
       } else if (!(may_retry && a.retryable)) {
-        throw http_client_error(a.fail.why, std::move(a.fail.detail));
+        throw http_client_error(a.fail.why, a.fail.detail);
       }
       met().retries.labels({opts.name, t.host_header, "backoff"}).inc();
       co_await sleep_for(full_jitter(opts.retry_backoff_base, opts.retry_backoff_cap, n));

@@ -18,8 +18,8 @@ using detail::multipart_scanner;
 using event = multipart_scanner::event;
 
 struct multipart_reader::impl {
-  impl(context& c, std::string boundary, multipart_options const& o)
-      : body(c.body_stream()), scanner(std::move(boundary), {o.max_header_bytes, o.max_parts}) {}
+  impl(context& c, std::string_view boundary, multipart_options const& o)
+      : body(c.body_stream()), scanner(boundary, {o.max_header_bytes, o.max_parts}) {}
 
   keel::body_stream& body;
   multipart_scanner scanner;

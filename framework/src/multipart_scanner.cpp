@@ -78,8 +78,8 @@ std::optional<std::string> multipart_boundary(std::string_view content_type) {
   return boundary;
 }
 
-multipart_scanner::multipart_scanner(std::string boundary, multipart_limits limits)
-    : delimiter_("\r\n--" + boundary), limits_(limits) {}
+multipart_scanner::multipart_scanner(std::string_view boundary, multipart_limits limits)
+    : delimiter_(std::string("\r\n--").append(boundary)), limits_(limits) {}
 
 multipart_scanner::event multipart_scanner::fail(std::string_view why) {
   state_ = state::failed;

@@ -33,7 +33,7 @@ class multipart_scanner {
  public:
   enum class event { need_more, part_begin, data, part_end, done, error };
 
-  explicit multipart_scanner(std::string boundary, multipart_limits limits = {});
+  explicit multipart_scanner(std::string_view boundary, multipart_limits limits = {});
 
   /// Scans `input`, the bytes not consumed so far followed by any new ones,
   /// and reports one event; consumed() says how much of `input` it used. The

@@ -73,7 +73,7 @@ struct pool_metrics {
 }  // namespace
 
 struct pool_waiter {
-  explicit pool_waiter(executor e) : ex(e), timer(e) {}
+  explicit pool_waiter(executor const& e) : ex(e), timer(e) {}
   executor ex;
   steady_timer timer;  // on ex only
   // Emplaced, never assigned: Boost 1.81's any_completion_handler move
@@ -250,7 +250,7 @@ class pool_core : public std::enable_shared_from_this<pool_core> {
 
   // A factory call reserved with ++creating ended with `e` (or failed: null).
   // Returns false when the pool closed meanwhile (e is then destroyed).
-  bool created_one(pool_entry* e, std::exception_ptr err, bool for_caller) {
+  bool created_one(pool_entry* e, std::exception_ptr const& err, bool for_caller) {
     wake_list wake;
     doomed_list doomed;
     bool kept = true;

@@ -105,7 +105,7 @@ std::string redis_url::str() const {
 }
 
 struct redis_connection::impl {
-  explicit impl(executor e) : ex(e), socket(e) {}
+  explicit impl(executor const& e) : ex(e), socket(e) {}
   ~impl() {
     if (reader) redisReaderFree(reader);
   }
@@ -193,7 +193,7 @@ struct redis_connection::impl {
   }
 };
 
-redis_connection::redis_connection(executor ex) : impl_(std::make_unique<impl>(ex)) {}
+redis_connection::redis_connection(executor const& ex) : impl_(std::make_unique<impl>(ex)) {}
 redis_connection::~redis_connection() = default;
 
 task<error_code> redis_connection::connect(redis_url const& url, std::chrono::milliseconds timeout) {

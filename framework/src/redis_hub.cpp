@@ -177,7 +177,7 @@ struct redis_hub::impl : std::enable_shared_from_this<impl> {
 
   template <class Task>
   void spawn(Task t, char const* what) {
-    asio::co_spawn(ioc, std::move(t), [what](std::exception_ptr e) {
+    asio::co_spawn(ioc, std::move(t), [what](std::exception_ptr const& e) {
       if (!e) return;
       try {
         std::rethrow_exception(e);

@@ -34,9 +34,9 @@ response response::json(boost::json::value const& value, unsigned status) {
 response response::json_text(std::string body, unsigned status) {
   return with_type(std::move(body), status, "application/json");
 }
-response response::redirect(std::string location, unsigned status) {
+response response::redirect(std::string_view location, unsigned status) {
   response r(status);
-  r.set_header("Location", std::move(location));
+  r.set_header("Location", location);
   return r;
 }
 

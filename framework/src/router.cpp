@@ -78,8 +78,10 @@ route_ref route_group::route(verb method, std::string_view pattern, handler h) {
   for (auto* other : lf.routes) {
     if (other->method == method) {
       std::string m(boost::beast::http::to_string(method));
-      throw std::invalid_argument("keel::router: duplicate route " + m + " " + e.pattern +
-                                  " (already registered as " + m + " " + other->pattern + ")");
+      std::string message = "keel::router: duplicate route ";
+      message.append(m).append(" ").append(e.pattern).append(" (already registered as ");
+      message.append(m).append(" ").append(other->pattern).append(")");
+      throw std::invalid_argument(message);
     }
   }
   lf.routes.push_back(&e);

@@ -122,7 +122,7 @@ task<void> accept_loop(server_state& s, tcp_acceptor& acceptor) {
     s.accepted.fetch_add(1, std::memory_order_relaxed);
     auto c = std::make_shared<connection>(std::move(socket), s, target);
     auto slot = c->wd->slot();
-    auto done = [&s, c](std::exception_ptr e) {
+    auto done = [&s, c](std::exception_ptr const& e) {
                      if (e) {
                        try {
                          std::rethrow_exception(e);
@@ -256,7 +256,7 @@ void server::start() {
   for (auto& t : s.threads) t->guard.emplace(t->ioc.get_executor());
   for (auto& a : s.acceptors) {
     s.accept_loops.fetch_add(1);
-    asio::co_spawn(s.threads[0]->ioc.get_executor(), accept_loop(s, *a), [](std::exception_ptr e) {
+    asio::co_spawn(s.threads[0]->ioc.get_executor(), accept_loop(s, *a), [](std::exception_ptr const& e) {
       if (e) log::error("accept loop failed");
     });
   }
@@ -288,7 +288,7 @@ void server::stop() {
       log::error("stop hook failed", {{"error", x.what()}});
     }
   }
-  asio::co_spawn(s.threads[0]->ioc.get_executor(), drain(s), [](std::exception_ptr e) {
+  asio::co_spawn(s.threads[0]->ioc.get_executor(), drain(s), [](std::exception_ptr const& e) {
     if (e) log::error("drain failed");
   });
 }
@@ -300,7 +300,7 @@ void server::wait() {
   }
 }
 
-void server::run_until_signal(std::function<void()> on_ready) {
+void server::run_until_signal(std::function<void()> const& on_ready) {
   auto& s = *state_;
   start();
   asio::signal_set signals(s.threads[0]->ioc, SIGINT, SIGTERM);

@@ -101,7 +101,7 @@ class sse_state;
 // stream and the server. Once the stream has ended `open` is false and a
 // handle touches nothing else.
 struct sse_shared {
-  sse_shared(executor e, std::size_t l) : ex(e), limit(l) {}
+  sse_shared(executor e, std::size_t l) : ex(std::move(e)), limit(l) {}
 
   executor ex;
   std::size_t limit;
@@ -119,7 +119,7 @@ struct sse_shared {
 
 class sse_state : public std::enable_shared_from_this<sse_state> {
  public:
-  sse_state(executor e, std::size_t limit)
+  sse_state(executor const& e, std::size_t limit)
       : ex(e), shared(std::make_shared<sse_shared>(e, limit)), wake_timer_(e), join_timer_(e) {}
 
   bool is_open() const { return shared->open.load(); }
@@ -404,7 +404,7 @@ task<void> run_sse_over(context& ctx, std::shared_ptr<sse_job> job, Stream& s) {
   watch_reads(self, s, st);
 
   std::string trace_id(ctx.trace_id());
-  auto done = [st, trace_id](std::exception_ptr e) {
+  auto done = [st, trace_id](std::exception_ptr const& e) {
     if (e) {
       try {
         std::rethrow_exception(e);

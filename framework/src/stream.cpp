@@ -113,7 +113,7 @@ namespace {
 
 void log_failure(context& ctx, std::exception_ptr e) {
   try {
-    std::rethrow_exception(e);
+    std::rethrow_exception(std::move(e));
   } catch (boost::system::system_error const& x) {
     // The stream was cancelled (client gone, write timeout, forced close).
     if (x.code() == asio::error::operation_aborted) return;
@@ -212,7 +212,7 @@ context& response_stream::ctx() { return state_->ctx; }
 
 response stream_response(stream_handler h, stream_options o) {
   response r(200);
-  auto job = std::make_shared<detail::stream_job>(detail::stream_job{std::move(h), std::move(o)});
+  auto job = std::make_shared<detail::stream_job>(detail::stream_job{std::move(h), o});
   r.upgrade = [job](context& ctx, response const& res) { return detail::run_stream(ctx, res, job); };
   return r;
 }

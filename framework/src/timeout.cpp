@@ -4,11 +4,11 @@
 
 namespace keel {
 
-std::shared_ptr<watchdog> watchdog::create(executor ex, std::chrono::milliseconds check_period) {
+std::shared_ptr<watchdog> watchdog::create(executor const& ex, std::chrono::milliseconds check_period) {
   return std::make_shared<watchdog>(ex, check_period);
 }
 
-watchdog::watchdog(executor ex, std::chrono::milliseconds check_period)
+watchdog::watchdog(executor const& ex, std::chrono::milliseconds check_period)
     : timer_(ex), period_(std::max(check_period, std::chrono::milliseconds(1))) {}
 
 void watchdog::arm(clock::time_point deadline) {

@@ -40,7 +40,7 @@ constexpr auto tuple_task = asio::as_tuple(use_task);
 }  // namespace
 
 ws_state::ws_state(executor e, ws_settings s)
-    : ex(e),
+    : ex(std::move(e)),
       settings(s),
       id(next_ws_id.fetch_add(1)),
       last_rx(clock::now()),
@@ -337,8 +337,8 @@ task<void> run_ws_over(context& ctx, std::shared_ptr<ws_route> route, std::strin
   };
   if (c.server.draining.load()) state->drain();
   // Both are joined below, before the session ends.
-  asio::co_spawn(state->ex, state->writer(), [state](std::exception_ptr) {});
-  asio::co_spawn(state->ex, state->reader(), [state](std::exception_ptr) {});
+  asio::co_spawn(state->ex, state->writer(), [state](std::exception_ptr const&) {});
+  asio::co_spawn(state->ex, state->reader(), [state](std::exception_ptr const&) {});
 
   websocket ws(state, ctx);
   try {

@@ -49,7 +49,7 @@ using resolver = asio::ip::basic_resolver<asio::ip::tcp, executor>;
 // What a wss:// session's stream runs on: the socket, and the TLS context
 // the stream was made from, both kept for as long as the session lives.
 struct tls_owner {
-  tls_owner(executor ex, std::shared_ptr<asio::ssl::context> c) : ctx(std::move(c)), socket(ex) {}
+  tls_owner(executor const& ex, std::shared_ptr<asio::ssl::context> c) : ctx(std::move(c)), socket(ex) {}
   std::shared_ptr<asio::ssl::context> ctx;
   tcp_socket socket;
 };
@@ -71,7 +71,7 @@ std::shared_ptr<asio::ssl::context> client_tls_context(std::string const& ca_fil
 
 class ws_client_impl : public std::enable_shared_from_this<ws_client_impl> {
  public:
-  ws_client_impl(executor e, std::string_view url, ws_client_options o)
+  ws_client_impl(executor const& e, std::string_view url, ws_client_options o)
       : ex(e),
         opts(std::move(o)),
         resolver_(e),
@@ -268,8 +268,8 @@ task<std::shared_ptr<ws_state>> ws_client_impl::connect(std::shared_ptr<ws_sessi
 
 task<bool> ws_client_impl::serve(std::shared_ptr<ws_state> s) {
   // Both are joined below, before this connection is let go.
-  asio::co_spawn(ex, s->writer(), [s](std::exception_ptr) {});
-  asio::co_spawn(ex, s->reader(), [s](std::exception_ptr) {});
+  asio::co_spawn(ex, s->writer(), [s](std::exception_ptr const&) {});
+  asio::co_spawn(ex, s->reader(), [s](std::exception_ptr const&) {});
   {
     std::lock_guard lock(mu_);
     session_ = s;
@@ -376,7 +376,7 @@ task<ws_client_state> ws_client_impl::wait_state(ws_client_state seen) {
 
 }  // namespace detail
 
-ws_client::ws_client(executor ex, std::string_view url, ws_client_options o)
+ws_client::ws_client(executor const& ex, std::string_view url, ws_client_options o)
     : impl_(std::make_shared<detail::ws_client_impl>(ex, url, std::move(o))) {}
 
 ws_client::~ws_client() { impl_->stop(); }

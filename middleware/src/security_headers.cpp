@@ -97,7 +97,7 @@ bool has_src_attribute(std::string_view start_tag) {
 
 }  // namespace
 
-middleware security_headers(security_headers_options o) {
+middleware security_headers(security_headers_options const& o) {
   auto s = std::make_shared<state>();
   if (o.nosniff) s->always.push_back({"X-Content-Type-Options", "nosniff"});
   if (!o.referrer_policy.empty()) s->always.push_back({"Referrer-Policy", o.referrer_policy});

@@ -16,7 +16,7 @@ namespace keel {
 
 class http_error : public std::runtime_error {
  public:
-  http_error(unsigned status, std::string detail)
+  http_error(unsigned status, std::string const& detail)
       : std::runtime_error(detail), status_(status) {}
   unsigned status() const noexcept { return status_; }
   std::string_view detail() const noexcept { return what(); }
@@ -34,20 +34,20 @@ class http_error : public std::runtime_error {
   std::vector<std::pair<std::string, std::string>> headers_;
 };
 
-inline http_error bad_request(std::string detail) { return {400, std::move(detail)}; }
-inline http_error not_found(std::string detail) { return {404, std::move(detail)}; }
-inline http_error forbidden(std::string detail) { return {403, std::move(detail)}; }
+inline http_error bad_request(std::string const& detail) { return {400, detail}; }
+inline http_error not_found(std::string const& detail) { return {404, detail}; }
+inline http_error forbidden(std::string const& detail) { return {403, detail}; }
 /// A 401 always carries WWW-Authenticate (SPEC §3).
-inline http_error unauthorized(std::string detail, std::string challenge = "Bearer") {
-  http_error e{401, std::move(detail)};
+inline http_error unauthorized(std::string const& detail, std::string challenge = "Bearer") {
+  http_error e{401, detail};
   e.with_header("WWW-Authenticate", std::move(challenge));
   return e;
 }
-inline http_error too_many_requests(std::string detail, unsigned retry_after_seconds) {
-  http_error e{429, std::move(detail)};
+inline http_error too_many_requests(std::string const& detail, unsigned retry_after_seconds) {
+  http_error e{429, detail};
   e.with_header("Retry-After", std::to_string(retry_after_seconds));
   return e;
 }
-inline http_error service_unavailable(std::string detail) { return {503, std::move(detail)}; }
+inline http_error service_unavailable(std::string const& detail) { return {503, detail}; }
 
 }  // namespace keel

@@ -64,8 +64,8 @@ std::string_view to_string(http_client_errc e) noexcept;
 /// A call that produced no response: 504 for a timeout, else 502.
 class http_client_error : public http_error {
  public:
-  http_client_error(http_client_errc reason, std::string detail)
-      : http_error(reason == http_client_errc::timeout ? 504 : 502, std::move(detail)),
+  http_client_error(http_client_errc reason, std::string const& detail)
+      : http_error(reason == http_client_errc::timeout ? 504 : 502, detail),
         reason_(reason) {}
   http_client_errc reason() const noexcept { return reason_; }
 

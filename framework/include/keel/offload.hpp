@@ -51,7 +51,7 @@ namespace keel {
 /// The offload queue was full (or the pool is shutting down): 503, Retry-After: 1.
 class offload_rejected : public http_error {
  public:
-  explicit offload_rejected(std::string detail) : http_error(503, std::move(detail)) {
+  explicit offload_rejected(std::string const& detail) : http_error(503, detail) {
     with_header("Retry-After", "1");
   }
 };

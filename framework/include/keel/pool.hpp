@@ -71,7 +71,7 @@ namespace keel {
 /// acquire() waited acquire_timeout: 503 with Retry-After: 1.
 class pool_timeout : public http_error {
  public:
-  explicit pool_timeout(std::string detail) : http_error(503, std::move(detail)) {
+  explicit pool_timeout(std::string const& detail) : http_error(503, detail) {
     with_header("Retry-After", "1");
   }
 };
@@ -79,7 +79,7 @@ class pool_timeout : public http_error {
 /// acquire() on a pool that is shutting down: 503.
 class pool_closed : public http_error {
  public:
-  explicit pool_closed(std::string detail) : http_error(503, std::move(detail)) {}
+  explicit pool_closed(std::string const& detail) : http_error(503, detail) {}
 };
 
 /// A snapshot of a pool's counters.

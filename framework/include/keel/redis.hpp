@@ -55,7 +55,7 @@ using redis_command = std::vector<std::string>;
 
 class redis_connection {
  public:
-  explicit redis_connection(executor ex);
+  explicit redis_connection(executor const& ex);
   ~redis_connection();
   redis_connection(redis_connection const&) = delete;
   redis_connection& operator=(redis_connection const&) = delete;

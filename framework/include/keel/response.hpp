@@ -85,7 +85,7 @@ class response {
   /// application/json from text the caller already serialized.
   static response json_text(std::string body, unsigned status = 200);
   /// A redirect (301, 302, 303, 307 or 308) to `location`.
-  static response redirect(std::string location, unsigned status = 302);
+  static response redirect(std::string_view location, unsigned status = 302);
 
   /// Replaces every header of that name (case-insensitive). CR, LF and NUL
   /// in a value become spaces, so no value can start another header.

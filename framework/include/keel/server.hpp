@@ -77,7 +77,7 @@ class server {
   /// start(), then wait for SIGINT/SIGTERM (which call stop()), then wait();
   /// with TLS, SIGHUP meanwhile calls reload_tls().
   /// `on_ready` runs once listening (the apps print their line there).
-  void run_until_signal(std::function<void()> on_ready = {});
+  void run_until_signal(std::function<void()> const& on_ready = {});
 
   /// Runs `f` once when the drain begins (stop(), SIGINT, SIGTERM), on the
   /// thread that started it. Register before start().

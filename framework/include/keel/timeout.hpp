@@ -30,7 +30,7 @@ class watchdog : public std::enable_shared_from_this<watchdog> {
  public:
   /// `check_period` bounds how long the timer sleeps without looking; use the
   /// shortest timeout the connection arms, so steady traffic never re-arms it.
-  static std::shared_ptr<watchdog> create(executor ex, std::chrono::milliseconds check_period);
+  static std::shared_ptr<watchdog> create(executor const& ex, std::chrono::milliseconds check_period);
 
   /// The slot that the guarded operations (or a whole coroutine) are bound to.
   asio::cancellation_slot slot() { return signal_.slot(); }
@@ -48,7 +48,7 @@ class watchdog : public std::enable_shared_from_this<watchdog> {
   /// Ends the watchdog; its timer releases it. Safe to call twice.
   void stop();
 
-  explicit watchdog(executor ex, std::chrono::milliseconds check_period);
+  explicit watchdog(executor const& ex, std::chrono::milliseconds check_period);
 
  private:
   void schedule(clock::time_point wake);

@@ -101,7 +101,7 @@ class ws_client {
  public:
   /// `url` is ws:// or wss://host[:port][/path][?query]; throws
   /// std::invalid_argument otherwise, or when ca_file does not load.
-  ws_client(executor ex, std::string_view url, ws_client_options o = {});
+  ws_client(executor const& ex, std::string_view url, ws_client_options o = {});
   ~ws_client();
   ws_client(ws_client const&) = delete;
   ws_client& operator=(ws_client const&) = delete;

@@ -67,7 +67,7 @@ struct security_headers_options {
   bool hsts_preload = false;
 };
 
-middleware security_headers(security_headers_options opts = {});
+middleware security_headers(security_headers_options const& opts = {});
 
 /// The CSP source expressions ('sha256-…', space-separated) allowing each
 /// inline `<tag>` element of `html` ("script" or "style"): the base64 SHA-256
