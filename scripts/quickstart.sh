@@ -11,6 +11,7 @@
 #         asan preset:    ASan+UBSan build, ctest labels core|websocket
 #         tsan preset:    TSan build, ctest label concurrency
 #         fuzz preset:    every libFuzzer target for KEEL_FUZZ_SECONDS (60) under ASan+UBSan
+#         tidy:           clang-tidy over framework/ and middleware/, zero warnings
 #       and print the time each stage took. Exits non-zero if any stage fails;
 #       every stage runs even after an earlier one failed, so one run shows all.
 #
@@ -22,7 +23,7 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 
 usage() {
-  sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 if [[ "${CI:-}" == "true" ]]; then
@@ -128,6 +129,10 @@ case "$cmd" in
     # Every libFuzzer target for a minute under ASan+UBSan (docs/fuzzing.md).
     if [[ $failed == 0 || "${KEEL_FAIL_FAST:-0}" != 1 ]]; then
       stage fuzz bash "$root/tests/fuzz/run" --seconds "${KEEL_FUZZ_SECONDS:-60}" --jobs "${KEEL_FUZZ_JOBS:-2}" || failed=1
+    fi
+    # clang-tidy with the checked-in .clang-tidy; results cached per file (scripts/tidy.sh).
+    if [[ $failed == 0 || "${KEEL_FAIL_FAST:-0}" != 1 ]]; then
+      stage tidy bash "$root/scripts/tidy.sh" --jobs 2 || failed=1
     fi
     summary
     exit "$failed"
