@@ -39,21 +39,8 @@ for tool in ("/usr/bin/kubectl", "/usr/bin/promtool", "/usr/bin/redis-server"):
         print(f"SKIP: {tool} is not installed (kubernetes-client, prometheus, redis-server)")
         sys.exit(77)
 
-T = 10
-failures = []
-
-
-def check(label, cond, detail=""):
-    print(("ok   " if cond else "FAIL ") + label + ("" if cond else f"  {detail}"), flush=True)
-    if not cond:
-        failures.append(label)
-    return cond
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from keeltest import T, check, failures, free_port  # noqa: E402,F401
 
 
 def http_get(port, path):

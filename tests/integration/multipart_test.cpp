@@ -12,10 +12,7 @@
 #include <keel/multipart.hpp>
 
 #include <cstdio>
-#include <cstring>
 #include <filesystem>
-#include <fstream>
-#include <random>
 #include <string>
 
 using namespace keel::test;
@@ -52,22 +49,7 @@ task<keel::response> describe(keel::context& ctx) {
 
 // Pseudo-random bytes with boundary-like runs ("\r\n--" and dashes) mixed in.
 std::uint64_t make_file(std::filesystem::path const& p, std::size_t size) {
-  std::mt19937_64 rng(7);
-  std::ofstream out(p, std::ios::binary);
-  std::string block(64 * 1024, '\0');
-  std::uint64_t h = fnv_offset;
-  for (std::size_t done = 0; done < size;) {
-    for (std::size_t i = 0; i < block.size(); i += 8) {
-      auto v = rng();
-      std::memcpy(&block[i], &v, 8);
-    }
-    std::memcpy(&block[100], "\r\n------------------------", 26);
-    auto n = std::min(block.size(), size - done);
-    out.write(block.data(), static_cast<std::streamsize>(n));
-    h = fnv1a(h, std::string_view(block.data(), n));
-    done += n;
-  }
-  return h;
+  return write_random_file(p, size, 7, "\r\n------------------------");
 }
 
 struct fixture {

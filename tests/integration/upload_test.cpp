@@ -17,10 +17,7 @@
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <filesystem>
-#include <fstream>
-#include <random>
 #include <string>
 #include <thread>
 
@@ -88,23 +85,7 @@ struct fixture {
 };
 
 // A file of `size` pseudo-random bytes (every byte value, CR/LF included); its hash.
-std::uint64_t make_file(std::filesystem::path const& p, std::size_t size) {
-  std::mt19937_64 rng(42);
-  std::ofstream out(p, std::ios::binary);
-  std::string block(64 * 1024, '\0');
-  std::uint64_t h = fnv_offset;
-  for (std::size_t done = 0; done < size;) {
-    for (std::size_t i = 0; i < block.size(); i += 8) {
-      auto v = rng();
-      std::memcpy(&block[i], &v, 8);
-    }
-    auto n = std::min(block.size(), size - done);
-    out.write(block.data(), static_cast<std::streamsize>(n));
-    h = fnv1a(h, std::string_view(block.data(), n));
-    done += n;
-  }
-  return h;
-}
+std::uint64_t make_file(std::filesystem::path const& p, std::size_t size) { return write_random_file(p, size, 42); }
 
 std::string expected(std::size_t size, std::uint64_t hash) {
   return "bytes=" + std::to_string(size) + " hash=" + std::to_string(hash) + " streamed=yes body=0";

@@ -27,8 +27,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 
 try:
     import websockets
@@ -40,60 +38,17 @@ for tool in ("/usr/bin/redis-server", "/usr/sbin/nginx"):
         print(f"SKIP: {tool} is not installed (Debian packages redis-server, nginx-light)")
         sys.exit(77)
 
-T = 10  # seconds, for every single wait
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+import keeltest as kt  # noqa: E402
+from keeltest import T, check, eventually, failures, free_port, http_get, port_open  # noqa: E402,F401
+
 TTL_MS = 600  # --redis-member-ttl: a dead instance's members go within TTL + TTL/3
-failures = []
-
-
-def check(label, cond, detail=""):
-    print(("ok   " if cond else "FAIL ") + label + ("" if cond else f"  {detail}"), flush=True)
-    if not cond:
-        failures.append(label)
-    return cond
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def port_open(port):
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-            return True
-    except OSError:
-        return False
-
-
-def eventually(pred, timeout=T):
-    end = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v or time.monotonic() > end:
-            return v
-        time.sleep(0.01)  # a poll interval, not a timeout
-
-
-def http_get(port, path):
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=T) as r:
-            return r.status, r.read()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read()
-    except OSError as e:
-        return 0, str(e).encode()
 
 
 def metric(port, name):
     """Sum of the series of `name` in the instance's /metrics: every label set, or the one
-    spelled out (`keel_hub_dropped_total{reason="gap"}`)."""
-    _, body = http_get(port, "/metrics")
-    total = 0.0
-    for line in body.decode().splitlines():
-        if line.startswith(name + " ") or ("{" not in name and line.startswith(name + "{")):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
+    spelled out (`keel_hub_dropped_total{reason="gap"}`); 0 when unreachable."""
+    return kt.metric(port, name) or 0.0
 
 
 class Redis:

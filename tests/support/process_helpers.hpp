@@ -2,10 +2,13 @@
 // Small helpers the integration tests share: run a real client (curl, openssl)
 // and take its output, read this process's memory figures, a temporary file
 // removed at scope exit, and a byte hash to compare bodies without keeping them.
+#include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <random>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -56,6 +59,29 @@ struct temp_file {
 inline constexpr std::uint64_t fnv_offset = 14695981039346656037ull;
 inline std::uint64_t fnv1a(std::uint64_t h, std::string_view bytes) {
   for (unsigned char ch : bytes) h = (h ^ ch) * 1099511628211ull;
+  return h;
+}
+
+/// Writes `size` pseudo-random bytes (every byte value, CR/LF included) from `seed`
+/// to `p`, with `marker` copied to offset 100 of every 64 KiB block when given
+/// (boundary-like runs for multipart); returns the file's fnv1a hash.
+inline std::uint64_t write_random_file(std::filesystem::path const& p, std::size_t size, std::uint64_t seed,
+                                       std::string_view marker = {}) {
+  std::mt19937_64 rng(seed);
+  std::ofstream out(p, std::ios::binary);
+  std::string block(64 * 1024, '\0');
+  std::uint64_t h = fnv_offset;
+  for (std::size_t done = 0; done < size;) {
+    for (std::size_t i = 0; i < block.size(); i += 8) {
+      auto v = rng();
+      std::memcpy(&block[i], &v, 8);
+    }
+    if (!marker.empty()) std::memcpy(&block[100], marker.data(), marker.size());
+    auto n = std::min(block.size(), size - done);
+    out.write(block.data(), static_cast<std::streamsize>(n));
+    h = fnv1a(h, std::string_view(block.data(), n));
+    done += n;
+  }
   return h;
 }
 
