@@ -8,9 +8,9 @@
 #   ./scripts/quickstart.sh test
 #       install the packages (with the browser), then
 #         default preset: configure, build (stages configure, build), the whole ctest suite
-#         asan preset:    ASan+UBSan build, ctest labels core|websocket
+#         asan preset:    ASan+UBSan build (clang 14, with the fuzz targets), ctest labels core|websocket
 #         tsan preset:    TSan build, ctest label concurrency
-#         fuzz preset:    every libFuzzer target for KEEL_FUZZ_SECONDS (60) under ASan+UBSan
+#         fuzz:           every libFuzzer target of the asan tree for KEEL_FUZZ_SECONDS (60)
 #         tidy:           clang-tidy over framework/ and middleware/, zero warnings
 #       and print the time each stage took. Exits non-zero if any stage fails;
 #       every stage runs even after an earlier one failed, so one run shows all.
@@ -100,7 +100,7 @@ summary() {
   printf 'tests: %d passed, %d failed, %d skipped\n' "$total_passed" "$total_failed" "$total_skipped"
 }
 
-# The sanitizer and fuzz trees and clang-tidy's pass are compiled in the
+# The sanitizer trees and clang-tidy's pass are compiled in the
 # background at idle CPU priority (SCHED_IDLE) from the end of the default
 # build on: the suites leave a core idle much of the time (tests waiting on
 # sockets, timers and child processes), and on a fresh machine those builds are
@@ -177,7 +177,7 @@ case "$cmd" in
     # The default preset in the foreground: configure and build at full speed,
     # then the background builds start and its suite runs.
     if stage configure cmake --preset default && stage build cmake --build --preset default; then
-      start_prebuild asan tsan fuzz tidy
+      start_prebuild asan tsan tidy
       stage default ctest --preset default || failed=1
     else
       failed=1
@@ -186,9 +186,10 @@ case "$cmd" in
       [[ $failed == 1 && "${KEEL_FAIL_FAST:-0}" == 1 ]] && break
       stage "$preset" after_prebuild "$preset" cmake --workflow --preset "$preset" || failed=1
     done
-    # Every libFuzzer target for a minute under ASan+UBSan (docs/fuzzing.md).
+    # Every libFuzzer target for a minute under ASan+UBSan (docs/fuzzing.md),
+    # built in the asan tree beside its tests: one set of instrumented libraries.
     if [[ $failed == 0 || "${KEEL_FAIL_FAST:-0}" != 1 ]]; then
-      stage fuzz after_prebuild fuzz bash "$root/tests/fuzz/run" \
+      stage fuzz bash "$root/tests/fuzz/run" --preset asan \
         --seconds "${KEEL_FUZZ_SECONDS:-60}" --jobs "${KEEL_FUZZ_JOBS:-2}" || failed=1
     fi
     # clang-tidy with the checked-in .clang-tidy; results cached per file (scripts/tidy.sh).
