@@ -94,9 +94,9 @@ summary() {
   local i
   printf '\n==> quickstart summary\n'
   for i in "${!stage_names[@]}"; do
-    printf '  %-8s %-20s %s\n' "${stage_names[$i]}" "${stage_results[$i]}" "$(fmt_time "${stage_times[$i]}")"
+    printf '  %-10s %-20s %s\n' "${stage_names[$i]}" "${stage_results[$i]}" "$(fmt_time "${stage_times[$i]}")"
   done
-  printf '  %-8s %-20s %s\n' total "" "$(fmt_time "$SECONDS")"
+  printf '  %-10s %-20s %s\n' total "" "$(fmt_time "$SECONDS")"
   printf 'tests: %d passed, %d failed, %d skipped\n' "$total_passed" "$total_failed" "$total_skipped"
 }
 
