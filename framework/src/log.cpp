@@ -1,4 +1,5 @@
 #include <keel/log.hpp>
+#include <keel/utf8.hpp>
 
 #include <poll.h>
 #include <pthread.h>
@@ -396,34 +397,14 @@ void append_escaped(std::string& out, std::string_view s) {
       ++p;
       continue;
     }
-    // UTF-8 per RFC 3629: no overlong forms, no surrogates, nothing above
-    // U+10FFFF. The ranges for the second byte encode those rules.
-    std::size_t len = 0;
-    unsigned char lo = 0x80, hi = 0xbf;
-    if (c >= 0xc2 && c <= 0xdf) {
-      len = 2;
-    } else if (c >= 0xe0 && c <= 0xef) {
-      len = 3;
-      if (c == 0xe0) lo = 0xa0;
-      if (c == 0xed) hi = 0x9f;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-      len = 4;
-      if (c == 0xf0) lo = 0x90;
-      if (c == 0xf4) hi = 0x8f;
-    }
-    std::size_t ok = len ? 1 : 0;
-    if (len && p + 1 < end && p[1] >= lo && p[1] <= hi) {
-      ok = 2;
-      while (ok < len && p + ok < end && p[ok] >= 0x80 && p[ok] <= 0xbf) ++ok;
-    }
-    if (len && ok == len) {
+    std::size_t bad = 0;
+    auto len = utf8_sequence_length(std::string_view(reinterpret_cast<char const*>(p), std::size_t(end - p)), &bad);
+    if (len) {
       out.append(reinterpret_cast<char const*>(p), len);
       p += len;
     } else {
-      // One replacement per maximal invalid prefix, as Unicode recommends, so
-      // a truncated character shows as one U+FFFD rather than several.
-      out += "\\ufffd";
-      p += ok ? ok : 1;
+      out += "\\ufffd";  // one replacement per maximal invalid prefix (keel/utf8.hpp)
+      p += bad;
     }
   }
 }
