@@ -170,7 +170,7 @@ start_server() {
   case $name in
     keel-none | keel-default)
       cmd=("$HELLO" --listen "127.0.0.1:$SPORT" --threads "$threads" --middleware "${name#keel-}"
-        --max-connections "${MAXCONN:-20000}" "$@") ;;
+        --max-connections "${MAXCONN:-20000}" --max-connections-per-client "${MAXCONN:-20000}" "$@") ;;
     beast) cmd=("$BASELINE" --listen "127.0.0.1:$SPORT" --threads "$threads") ;;
     nginx | nginx-log | nginx-tls)
       nginx_conf "$name" "$threads"

@@ -12,12 +12,25 @@
 
 #include <iostream>
 #include <memory>
+#include <string>
 
 namespace {
 
 constexpr char const* missing_secret =
     "jwt_secret is required: pass --jwt-secret, set KEEL_JWT_SECRET, or put \"jwt_secret\" in the "
     "config file";
+
+// RFC 7518 §3.2: an HS256 key has at least as many bits as the hash (256).
+constexpr std::size_t min_secret_bytes = 32;
+
+// The reason the secret cannot be used, or empty when it can.
+std::string secret_problem(std::string const& secret) {
+  if (secret.empty()) return missing_secret;
+  if (secret.size() < min_secret_bytes)
+    return "jwt_secret is too short: " + std::to_string(secret.size()) + " bytes, HS256 needs at least " +
+           std::to_string(min_secret_bytes) + " (RFC 7518 §3.2); pass a longer --jwt-secret or KEEL_JWT_SECRET";
+  return {};
+}
 
 int print_token(keel::config const& cfg) {
   auto const& sub = cfg.get("sub");
@@ -26,8 +39,8 @@ int print_token(keel::config const& cfg) {
     return 2;
   }
   auto const& secret = cfg.get("jwt_secret");
-  if (secret.empty()) {
-    std::cerr << "todo token: " << missing_secret << "\n";
+  if (auto why = secret_problem(secret); !why.empty()) {
+    std::cerr << "todo token: " << why << "\n";
     return 2;
   }
   std::cout << todo::issue_token(sub, secret) << "\n";
@@ -39,7 +52,7 @@ int print_token(keel::config const& cfg) {
 int main(int argc, char** argv) {
   keel::config cfg("todo");
   cfg.add("db", "todo.db", "the SQLite database file (created and migrated at startup)");
-  cfg.add("jwt_secret", "", "HMAC secret of the HS256 tokens (required)");
+  cfg.add("jwt_secret", "", "HMAC secret of the HS256 tokens, at least 32 bytes (required)");
   cfg.add("sub", "", "todo token: the user the printed token is for");
 
   // The subcommand and the required secret are settled before any server starts.
@@ -56,8 +69,8 @@ int main(int argc, char** argv) {
       std::cerr << "todo: unknown command " << args[0] << " (the only command is token)\n";
       return 2;
     }
-    if (cfg.get("jwt_secret").empty()) {
-      std::cerr << "todo: " << missing_secret << "\n";
+    if (auto why = secret_problem(cfg.get("jwt_secret")); !why.empty()) {
+      std::cerr << "todo: " << why << "\n";
       return 2;
     }
   }

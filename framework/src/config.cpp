@@ -249,6 +249,8 @@ setting const server_settings[] = {
     {"max_header_count", kind::count, &options::max_header_count, "N", "most header fields in a request (431)"},
     {"max_body", kind::size, &options::max_body, "BYTES", "largest request body (413)"},
     {"max_connections", kind::count, &options::max_connections, "N", "open connections before new ones are refused"},
+    {"max_connections_per_client", kind::count, &options::max_connections_per_client, "N",
+     "open connections from one client address (trusted proxies exempt)"},
     {"ws_handshake_timeout", kind::timeout, &options::ws_handshake_timeout, "DURATION", "time for a WebSocket upgrade"},
     {"ws_ping_interval", kind::timeout, &options::ws_ping_interval, "DURATION", "silence before a WebSocket ping"},
     {"ws_pong_timeout", kind::timeout, &options::ws_pong_timeout, "DURATION", "wait for a pong before closing"},

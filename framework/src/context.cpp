@@ -110,7 +110,9 @@ void context::set_peer(asio::ip::tcp::endpoint p) { peer_ = std::move(p); }
 
 std::string const& context::client_address() const {
   if (client_address_.empty()) {
-    client_address_ = peer_.address().to_string();
+    auto a = peer_.address();
+    if (conn_ != nullptr && !conn_->server.proxies.empty()) a = conn_->server.proxies.client(a, req_);
+    client_address_ = a.to_string();
   }
   return client_address_;
 }

@@ -152,6 +152,45 @@ client_metrics& met() {
   return m;
 }
 
+// The metric series of an origin (its host label, its pool's name) are
+// shared by every client of the same name in the process: they go when the
+// last origin entry holding them is forgotten, and not before.
+class series_holds {
+ public:
+  void hold(std::string const& client, std::string const& host, std::string const& pool_name) {
+    std::lock_guard lock(m_);
+    ++hosts_[{client, host}];
+    ++pools_[pool_name];
+  }
+  void release(std::string const& client, std::string const& host, std::string const& pool_name) {
+    std::lock_guard lock(m_);
+    auto& reg = metrics::global();
+    if (auto it = hosts_.find({client, host}); it != hosts_.end() && --it->second == 0) {
+      hosts_.erase(it);
+      met();  // declared before anything is removed from it
+      for (auto name : {"keel_http_client_requests_total", "keel_http_client_request_duration_seconds",
+                        "keel_http_client_retries_total"})
+        reg.remove_series(name, {client, host});
+    }
+    if (auto it = pools_.find(pool_name); it != pools_.end() && --it->second == 0) {
+      pools_.erase(it);
+      for (auto name : {"keel_pool_resources", "keel_pool_waiters", "keel_pool_timeouts_total",
+                        "keel_pool_created_total", "keel_pool_destroyed_total", "keel_pool_acquire_wait_seconds"})
+        reg.remove_series(name, {pool_name});
+    }
+  }
+
+ private:
+  std::mutex m_;
+  std::map<std::pair<std::string, std::string>, std::size_t> hosts_;
+  std::map<std::string, std::size_t> pools_;
+};
+
+series_holds& holds() {
+  static series_holds* h = new series_holds;  // never destroyed: clients may outlive statics
+  return *h;
+}
+
 task<void> sleep_for(std::chrono::milliseconds d) {
   steady_timer t(co_await asio::this_coro::executor);
   t.expires_after(d);
@@ -260,35 +299,109 @@ struct http_client::impl {
       tls.set_default_verify_paths(ec);
       if (ec) throw std::runtime_error("http_client: the system CA store does not load: " + ec.message());
     }
+    if (opts.origin_idle_timeout.count() > 0) schedule_forgetting();
     thread = std::thread([this] { ioc.run(); });
   }
 
   ~impl() {
     {
       std::lock_guard lock(m);
-      pools.clear();  // idle connections close while their io_context still runs
+      // Idle connections close while their io_context still runs.
+      while (!origins.empty()) forget(origins.begin());
     }
     guard.reset();
     ioc.stop();
     thread.join();
   }
 
+  // One origin: its pool, and what keeps it from being forgotten.
+  struct origin_entry {
+    std::unique_ptr<keel::pool<http_slot>> slots;  // made at its first connection
+    std::string host_label;                  // its metric series' `host`
+    std::string pool_name;
+    std::size_t calls = 0;  // calls (and redirected attempts) using it now
+    clock::time_point last_used;
+  };
+  using origin_map = std::map<std::string, origin_entry, std::less<>>;
+
+  // Holds t's origin while a call or an attempt uses it: it is not forgotten
+  // meanwhile, so neither are its series nor its pool.
+  struct origin_use {
+    impl& im;
+    std::string origin;
+    origin_use(impl& i, target const& t) : im(i), origin(t.origin) {
+      std::lock_guard lock(im.m);
+      auto it = im.origins.find(origin);
+      if (it == im.origins.end()) {
+        origin_entry e;
+        e.host_label = t.host_header;
+        e.pool_name = "http_client:" + im.opts.name + ":" + t.origin;
+        holds().hold(im.opts.name, e.host_label, e.pool_name);
+        it = im.origins.emplace(origin, std::move(e)).first;
+      }
+      ++it->second.calls;
+    }
+    ~origin_use() {
+      std::lock_guard lock(im.m);
+      auto it = im.origins.find(origin);
+      if (it == im.origins.end()) return;
+      --it->second.calls;
+      it->second.last_used = clock::now();
+    }
+    origin_use(origin_use const&) = delete;
+    origin_use& operator=(origin_use const&) = delete;
+  };
+
+  // Under m: the pool closes (its idle connections with it), then its series go.
+  void forget(origin_map::iterator it) {
+    auto& e = it->second;
+    e.slots.reset();
+    holds().release(opts.name, e.host_label, e.pool_name);
+    origins.erase(it);
+  }
+
+  // An app calling user-supplied URLs must not keep every origin forever.
+  void forget_idle() {
+    std::lock_guard lock(m);
+    auto now = clock::now();
+    for (auto it = origins.begin(); it != origins.end();) {
+      auto& e = it->second;
+      bool idle = e.calls == 0 && now - e.last_used >= opts.origin_idle_timeout;
+      if (idle && e.slots) {
+        auto st = e.slots->stats();
+        idle = st.in_use == 0 && st.waiters == 0 && st.creating == 0;
+      }
+      auto next = std::next(it);
+      if (idle) forget(it);
+      it = next;
+    }
+  }
+
+  void schedule_forgetting() {
+    auto every = std::clamp(opts.origin_idle_timeout / 4, std::chrono::milliseconds(5), std::chrono::milliseconds(1000));
+    forget_timer.expires_after(every);
+    forget_timer.async_wait([this](error_code ec) {
+      if (ec) return;
+      forget_idle();
+      schedule_forgetting();
+    });
+  }
+
+  // With t's origin held by an origin_use.
   pool<http_slot>& pool_for(target const& t) {
     std::lock_guard lock(m);
-    auto it = pools.find(t.origin);
-    if (it != pools.end()) return *it->second;
+    auto& e = origins.at(t.origin);
+    if (e.slots) return *e.slots;
     pool_options<http_slot> po;
     po.max_size = opts.max_connections_per_origin;
     po.max_idle_time = opts.idle_timeout;
     po.max_lifetime = std::chrono::milliseconds(0);
     po.acquire_timeout = std::chrono::milliseconds(0);  // the call's deadline bounds the wait
     po.health_check_interval = std::chrono::milliseconds(0);
-    po.metrics_name = "http_client:" + opts.name + ":" + t.origin;
+    po.metrics_name = e.pool_name;
     po.factory = []() -> task<http_slot> { co_return http_slot{}; };
-    auto p = std::make_unique<pool<http_slot>>(std::move(po));
-    auto& ref = *p;
-    pools.emplace(t.origin, std::move(p));
-    return ref;
+    e.slots = std::make_unique<pool<http_slot>>(std::move(po));
+    return *e.slots;
   }
 
   task<std::optional<failure>> connect(http_connection& c, target const& t) {
@@ -415,6 +528,7 @@ struct http_client::impl {
 
   task<http_client_response> with_retries(verb method, target const& t, std::string const& body,
                                            http_headers const& headers, call_plan const& plan) {
+    origin_use in_use(*this, t);  // outlives the leases of the attempts below
     for (unsigned n = 0;; ++n) {
       auto a = co_await send_once(method, t, body, headers, plan.trace);
       bool may_retry = n < plan.retries && idempotent(method);
@@ -480,7 +594,8 @@ struct http_client::impl {
   asio::ssl::context tls{asio::ssl::context::tls_client};
   std::thread thread;
   mutable std::mutex m;
-  std::map<std::string, std::unique_ptr<pool<http_slot>>, std::less<>> pools;
+  origin_map origins;
+  steady_timer forget_timer{ioc.get_executor()};  // on the thread above; gone before ioc
 };
 
 http_client::http_client(http_client_options opts) : impl_(std::make_unique<impl>(std::move(opts))) {}
@@ -504,6 +619,9 @@ task<http_client_response> http_client::request(verb method, std::string url, st
   }
   auto host = parse_target(url);
   std::string host_label = host ? host->host_header : "invalid";
+  // The series counted below stay while the call holds its origin.
+  std::optional<impl::origin_use> in_use;
+  if (host) in_use.emplace(im, *host);
   auto count = [&](std::string_view status) {
     met().requests.labels({im.opts.name, host_label, status}).inc();
     met().duration.labels({im.opts.name, host_label})
@@ -569,9 +687,14 @@ task<boost::json::value> http_client::post_json(context& ctx, std::string url, b
 
 std::optional<pool_stats> http_client::stats(std::string_view origin) const {
   std::lock_guard lock(impl_->m);
-  auto it = impl_->pools.find(origin);
-  if (it == impl_->pools.end()) return std::nullopt;
-  return it->second->stats();
+  auto it = impl_->origins.find(origin);
+  if (it == impl_->origins.end() || !it->second.slots) return std::nullopt;
+  return it->second.slots->stats();
+}
+
+std::size_t http_client::origins() const {
+  std::lock_guard lock(impl_->m);
+  return impl_->origins.size();
 }
 
 }  // namespace keel

@@ -68,6 +68,9 @@ struct family {
 namespace {
 
 std::atomic<std::uint64_t> next_family_id{1};
+// Bumped by remove_series(): every thread's label cache may point at a freed
+// series and is dropped at its next lookup.
+std::atomic<std::uint64_t> removals{0};
 
 // Length-prefixed, so that no choice of values can make two label sets
 // encode alike.
@@ -93,6 +96,11 @@ void* lookup(detail::family& f, std::initializer_list<std::string_view> values) 
   }
   thread_local std::string key;
   thread_local std::unordered_map<std::string, void*> cache;
+  thread_local std::uint64_t seen_removals = 0;
+  if (auto r = removals.load(std::memory_order_acquire); r != seen_removals) {
+    cache.clear();
+    seen_removals = r;
+  }
   key.clear();
   char id[sizeof f.id];
   std::memcpy(id, &f.id, sizeof f.id);
@@ -348,6 +356,32 @@ void registry::remove_callback(std::uint64_t id) noexcept {
       return;
     }
   }
+}
+
+std::size_t registry::remove_series(std::string_view name, std::initializer_list<std::string_view> leading) {
+  if (leading.size() == 0) throw std::invalid_argument("keel::metrics::remove_series: no label value given");
+  std::size_t removed = 0;
+  {
+    // The registry's lock too: render() reads series after letting go of the family's.
+    std::lock_guard lk(impl_->m);
+    auto it = impl_->families.find(name);
+    if (it == impl_->families.end() || it->second->callback) return 0;
+    auto& f = *it->second;
+    if (leading.size() > f.label_names.size()) {
+      throw std::invalid_argument("keel::metrics::remove_series: " + f.name + " has " +
+                                  std::to_string(f.label_names.size()) + " labels");
+    }
+    std::lock_guard flk(f.m);
+    auto matches = [&](detail::series const& s) { return std::equal(leading.begin(), leading.end(), s.values.begin()); };
+    for (auto i = f.index.begin(); i != f.index.end();) {
+      i = matches(*i->second) ? f.index.erase(i) : std::next(i);
+    }
+    auto keep = std::remove_if(f.all.begin(), f.all.end(), [&](auto const& s) { return matches(*s); });
+    removed = static_cast<std::size_t>(f.all.end() - keep);
+    f.all.erase(keep, f.all.end());
+  }
+  if (removed > 0) removals.fetch_add(1, std::memory_order_acq_rel);
+  return removed;
 }
 
 std::string registry::render() const {

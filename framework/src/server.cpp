@@ -20,6 +20,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
+#include <optional>
 #include <stdexcept>
 #include <system_error>
 
@@ -31,7 +32,7 @@ using boost::system::error_code;
 
 namespace detail {
 
-server_state::server_state(options o, router& r) : opts(std::move(o)), routes(r) {
+server_state::server_state(options o, router& r) : opts(std::move(o)), routes(r), proxies(opts.trusted_proxies) {
   // Loaded here, before any listener binds: a bad certificate fails startup.
   if (!opts.tls_cert.empty() || !opts.tls_key.empty()) tls = std::make_unique<tls_context>(opts.tls_cert, opts.tls_key);
 }
@@ -40,6 +41,28 @@ server_state::~server_state() = default;
 
 void server_state::connection_closed() {
   active.fetch_sub(1, std::memory_order_acq_rel);
+}
+
+bool client_connections::admit(asio::ip::address const& a, std::size_t cap) {
+  std::lock_guard lock(m_);
+  auto& n = open_[a];
+  if (n >= cap) {
+    if (n == 0) open_.erase(a);
+    return false;
+  }
+  ++n;
+  return true;
+}
+
+void client_connections::release(asio::ip::address const& a) {
+  std::lock_guard lock(m_);
+  auto it = open_.find(a);
+  if (it != open_.end() && --it->second == 0) open_.erase(it);
+}
+
+std::size_t client_connections::clients() const {
+  std::lock_guard lock(m_);
+  return open_.size();
 }
 
 }  // namespace detail
@@ -98,7 +121,8 @@ task<void> accept_loop(server_state& s, tcp_acceptor& acceptor) {
   for (;;) {
     auto& target = *s.threads[s.next_thread];
     s.next_thread = (s.next_thread + 1) % s.threads.size();
-    auto [ec, socket] = co_await acceptor.async_accept(target.ioc, asio::as_tuple(use_task));
+    asio::ip::tcp::endpoint peer;
+    auto [ec, socket] = co_await acceptor.async_accept(target.ioc, peer, asio::as_tuple(use_task));
     if (s.stopping_accept.load()) break;
     if (ec) {
       if (ec == asio::error::operation_aborted || ec == asio::error::bad_descriptor) break;
@@ -118,11 +142,25 @@ task<void> accept_loop(server_state& s, tcp_acceptor& acceptor) {
       socket.close(ignored);
       continue;
     }
+    // A trusted proxy carries many clients on its connections, and which one
+    // sent a connection is known only from its requests: proxies are not
+    // capped per client (docs/configuration.md).
+    std::optional<asio::ip::address> counted;
+    if (auto client = detail::unmapped(peer.address()); !s.proxies.contains(client)) {
+      if (!s.per_client.admit(client, s.opts.max_connections_per_client)) {
+        s.rejected.fetch_add(1, std::memory_order_relaxed);
+        s.rejected_per_client.fetch_add(1, std::memory_order_relaxed);
+        error_code ignored;
+        socket.close(ignored);
+        continue;
+      }
+      counted = client;
+    }
     s.active.fetch_add(1, std::memory_order_relaxed);
     s.accepted.fetch_add(1, std::memory_order_relaxed);
     auto c = std::make_shared<connection>(std::move(socket), s, target);
     auto slot = c->wd->slot();
-    auto done = [&s, c](std::exception_ptr const& e) {
+    auto done = [&s, c, counted](std::exception_ptr const& e) {
                      if (e) {
                        try {
                          std::rethrow_exception(e);
@@ -133,6 +171,7 @@ task<void> accept_loop(server_state& s, tcp_acceptor& acceptor) {
                      }
                      c->delist();
                      c->wd->stop();
+                     if (counted) s.per_client.release(*counted);
                      s.connection_closed();
                    };
     if (s.tls) {
@@ -347,6 +386,7 @@ server_stats server::stats() const {
   st.ws_connections_active = s.ws_active.load();
   st.connections_accepted = s.accepted.load();
   st.connections_rejected = s.rejected.load();
+  st.connections_rejected_per_client = s.rejected_per_client.load();
   st.drain_forced_closes = s.forced.load();
   st.accept_errors = s.accept_errors.load();
   return st;

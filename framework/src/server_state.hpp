@@ -5,7 +5,10 @@
 #include <keel/router.hpp>
 #include <keel/server.hpp>
 
+#include "client_address.hpp"
+
 #include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/ip/address.hpp>
 
 #include <atomic>
 #include <list>
@@ -15,6 +18,7 @@
 #include <functional>
 #include <optional>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 namespace keel::detail {
@@ -31,6 +35,20 @@ struct io_thread {
   std::list<connection*> connections;
 };
 
+/// Open connections per client address, for max_connections_per_client.
+/// Touched once at accept and once at close, from any thread.
+class client_connections {
+ public:
+  /// Counts a connection from `a`; false (and nothing counted) at the cap.
+  bool admit(asio::ip::address const& a, std::size_t cap);
+  void release(asio::ip::address const& a);
+  std::size_t clients() const;
+
+ private:
+  mutable std::mutex m_;
+  std::unordered_map<asio::ip::address, std::size_t> open_;
+};
+
 struct server_state {
   server_state(options o, router& r);
   ~server_state();
@@ -44,6 +62,8 @@ struct server_state {
   std::size_t next_thread = 0;  // accept loop only
   /// Set when tls_cert/tls_key are: every listener speaks TLS.
   std::unique_ptr<tls_context> tls;
+  trusted_proxies proxies;  // opts.trusted_proxies, parsed
+  client_connections per_client;
 
   std::atomic<bool> started{false};
   std::atomic<bool> draining{false};
@@ -52,6 +72,7 @@ struct server_state {
   std::atomic<std::uint64_t> ws_active{0};
   std::atomic<std::uint64_t> accepted{0};
   std::atomic<std::uint64_t> rejected{0};
+  std::atomic<std::uint64_t> rejected_per_client{0};
   std::atomic<std::uint64_t> forced{0};
   std::atomic<std::uint64_t> accept_errors{0};
   std::atomic<unsigned> accept_loops{0};

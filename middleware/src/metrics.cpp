@@ -168,8 +168,13 @@ void expose_metrics(keel::app& app, std::string_view path) {
                                         metrics::type::gauge,
                                         [raw] { return read_stat(raw, &server_stats::ws_connections_active); }));
   e->handles.push_back(reg.add_callback(
-      "keel_connections_rejected_total", "Connections refused at max_connections or for lack of file descriptors.",
+      "keel_connections_rejected_total",
+      "Connections refused at max_connections, max_connections_per_client or for lack of file descriptors.",
       metrics::type::counter, [raw] { return read_stat(raw, &server_stats::connections_rejected); }));
+  e->handles.push_back(reg.add_callback(
+      "keel_connections_rejected_per_client_total",
+      "Connections refused at max_connections_per_client (also in keel_connections_rejected_total).",
+      metrics::type::counter, [raw] { return read_stat(raw, &server_stats::connections_rejected_per_client); }));
   // Process-wide, so registered once whatever the number of apps.
   static metrics::callback_handle const log_dropped =
       reg.add_callback("keel_log_dropped_total", "Log lines dropped because stderr was too slow.",

@@ -51,7 +51,7 @@ using namespace std::chrono_literals;
 
 namespace {
 
-constexpr char const* secret = "test-secret-0123456789";
+constexpr char const* secret = "test-secret-0123456789-0123456789";  // 33 bytes: HS256 wants 32
 
 // --- a scratch directory -----------------------------------------------------
 
@@ -315,6 +315,31 @@ TEST_CASE("todo refuses to start without a JWT secret and names the setting", "[
   CHECK(r.err.find("jwt_secret") != std::string::npos);
   CHECK(r.err.find("--jwt-secret") != std::string::npos);
   CHECK(r.err.find("KEEL_JWT_SECRET") != std::string::npos);
+}
+
+TEST_CASE("todo refuses a JWT secret under 32 bytes, naming the setting, and starts with 32", "[todo][auth]") {
+  temp_dir dir;
+  std::string const short_secret(31, 's');
+  auto r = run_todo({"--listen", "127.0.0.1:0", "--db", dir.file("t.db"), "--jwt-secret", short_secret}, dir);
+  CHECK(r.exit_code != 0);
+  CHECK(r.out.find("listening") == std::string::npos);
+  CHECK(r.err.find("jwt_secret") != std::string::npos);
+  CHECK(r.err.find("32") != std::string::npos);
+  CHECK(r.err.find(short_secret) == std::string::npos);  // never echoed
+
+  auto env = clean_environment();
+  env.push_back("KEEL_JWT_SECRET=" + short_secret);
+  auto tok = run_todo({"token", "--sub", "alice"}, dir, env);
+  CHECK(tok.exit_code != 0);
+  CHECK(tok.err.find("jwt_secret") != std::string::npos);
+
+  auto err = dir.file("ok.stderr");
+  child ok({"--listen", "127.0.0.1:0", "--db", dir.file("t.db"), "--jwt-secret", std::string(32, 's')}, err);
+  auto line = ok.read_stdout(10s, true);
+  INFO("stderr: " << slurp(err));
+  CHECK(line.rfind("listening on http://127.0.0.1:", 0) == 0);
+  ok.signal(SIGTERM);
+  CHECK(ok.wait() == 0);
 }
 
 TEST_CASE("todo token prints a token valid for an hour that the server accepts", "[todo][auth]") {

@@ -5,9 +5,12 @@
 //   ANY  /smuggled       -> counted: a request that should never arrive as its own
 //   GET  /stats          -> {"smuggled":N,"requests":M} (M: every request routed to a handler)
 //   GET  /big?mib=N      -> N MiB of 'x' (default 16), for a client that never reads
+//   GET  /limited        -> the client address, one request per client address
+//                           (rate_limit keyed by it, burst 1, a token per 1000 s)
 // Usage: keel_probe_app [--listen HOST:PORT] [every setting of SPEC §2]
 #include <keel/app.hpp>
 #include <keel/middleware/defaults.hpp>
+#include <keel/middleware/rate_limit.hpp>
 
 #include <atomic>
 #include <string>
@@ -47,5 +50,10 @@ int main(int argc, char** argv) {
       auto mib = std::stoul(ctx.query("mib").value_or("16"));
       co_return keel::response::text(std::string(mib << 20, 'x'));
     });
+    app.get("/limited", [](keel::context& ctx) -> keel::task<keel::response> {
+         ++requests;
+         co_return keel::response::text(ctx.client_address());
+       })
+        .use(keel::mw::rate_limit({.rate = 0.001, .burst = 1}));
   });
 }

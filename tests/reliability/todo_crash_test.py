@@ -29,7 +29,7 @@ import keeltest as kt  # noqa: E402
 todo = sys.argv[1]
 ROUNDS = int(sys.argv[2]) if len(sys.argv) > 2 else 24
 WRITERS = 4
-SECRET = "crash-test-secret"
+SECRET = "crash-test-secret-crash-test-secret"  # todo wants at least 32 bytes
 rng = kt.rng()
 
 

@@ -76,6 +76,7 @@ TEST_CASE("with nothing given every setting keeps the SPEC default", "[config]")
   CHECK(o.max_head == 16 * 1024);
   CHECK(o.max_body == 1024 * 1024);
   CHECK(o.max_connections == 10'000);
+  CHECK(o.max_connections_per_client == 1'000);
   CHECK(o.ws_send_queue == 1024 * 1024);
   CHECK(o.drain_delay == 0ms);
   CHECK(o.log_level == "info");
@@ -136,6 +137,7 @@ std::vector<every_setting> const all_settings = {
     {"max_header_count", "50", "50", [](auto& o) { return o.max_header_count == 50; }},
     {"max_body", "2MiB", R"("2MiB")", [](auto& o) { return o.max_body == 2u << 20; }},
     {"max_connections", "7", "7", [](auto& o) { return o.max_connections == 7; }},
+    {"max_connections_per_client", "3", "3", [](auto& o) { return o.max_connections_per_client == 3; }},
     {"ws_handshake_timeout", "7s", R"("7s")", [](auto& o) { return o.ws_handshake_timeout == 7s; }},
     {"ws_ping_interval", "8s", R"("8s")", [](auto& o) { return o.ws_ping_interval == 8s; }},
     {"ws_pong_timeout", "9s", R"("9s")", [](auto& o) { return o.ws_pong_timeout == 9s; }},

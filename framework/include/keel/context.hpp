@@ -97,7 +97,9 @@ class context {
   bool tls() const;
   /// The TCP peer.
   asio::ip::tcp::endpoint const& peer() const { return peer_; }
-  /// The client address: the peer, or what a trusted proxy says it is.
+  /// The client address: the peer, or, when the peer is in trusted_proxies,
+  /// the rightmost untrusted hop of its Forwarded / X-Forwarded-For
+  /// (docs/configuration.md). Rate limits and the access log key on it.
   std::string const& client_address() const;
   void set_client_address(std::string a) { client_address_ = std::move(a); }
 

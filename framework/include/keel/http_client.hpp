@@ -96,6 +96,10 @@ struct http_client_options {
   std::chrono::milliseconds request_timeout{std::chrono::seconds(30)};
   /// A pooled connection idle this long is closed.
   std::chrono::milliseconds idle_timeout{std::chrono::seconds(30)};
+  /// An origin without a call, a connection in use or a waiter for this long
+  /// is forgotten: its pool (idle connections included) and its metric series
+  /// go. The origins held are those called within this time. 0: never.
+  std::chrono::milliseconds origin_idle_timeout{std::chrono::seconds(60)};
   unsigned max_redirects = 5;  ///< followed for GET and HEAD only; 0 returns the 3xx
   /// Extra attempts for idempotent methods after a connection failure or a
   /// 502/503/504, each after a full-jitter backoff: random in
@@ -154,8 +158,11 @@ class http_client {
   task<boost::json::value> post_json(std::string url, boost::json::value body, request_options opts = {});
   task<boost::json::value> post_json(context& ctx, std::string url, boost::json::value body);
 
-  /// The pool of one origin ("http://host:port"), or nullopt before its first call.
+  /// The pool of one origin ("http://host:port"), or nullopt before its first
+  /// call and once it is forgotten (origin_idle_timeout).
   std::optional<pool_stats> stats(std::string_view origin) const;
+  /// The origins held now: in use, or used within origin_idle_timeout.
+  std::size_t origins() const;
 
   struct impl;
 

@@ -18,8 +18,10 @@
 // relaxed atomic operation per update: no lock, no allocation. labels() on a
 // family looks the label values up in a per-thread cache first (no lock, no
 // allocation once warm); only the first use of a label set on a process takes
-// the family's mutex to create its series. Series are never removed, so label
-// values must come from a bounded set (a route *pattern*, never a raw path).
+// the family's mutex to create its series. Label values must come from a
+// bounded set (a route *pattern*, never a raw path); where a value goes out of
+// use for good (an http_client origin it forgot), remove_series() drops its
+// series.
 //
 // Naming: `[a-zA-Z_:][a-zA-Z0-9_:]*`; counters end in `_total` (promtool's
 // lint); label names `[a-zA-Z_][a-zA-Z0-9_]*`, not `le` on histograms. Adding a
@@ -197,6 +199,13 @@ class registry {
   /// declared, at 0, once its last source is gone.
   [[nodiscard]] callback_handle add_callback(std::string_view name, std::string_view help, type t,
                                              std::function<double()> read);
+
+  /// Removes every series of the family `name` whose first label values are
+  /// `leading` (at least one), and returns how many went. The caller
+  /// guarantees that no thread is updating them or still holds a reference
+  /// to one; a later labels() with those values starts a new series at 0.
+  /// Every thread's label cache is dropped, so this is for rare clean-ups.
+  std::size_t remove_series(std::string_view name, std::initializer_list<std::string_view> leading);
 
   /// Every family, sorted by name, in the text format 0.0.4.
   std::string render() const;

@@ -37,6 +37,8 @@ struct options {
   std::size_t max_header_count = 100;
   std::size_t max_body = 1024 * 1024;
   std::size_t max_connections = 10'000;
+  /// Open connections from one client address (trusted proxies are not capped).
+  std::size_t max_connections_per_client = 1'000;
 
   milliseconds ws_handshake_timeout{10'000};
   milliseconds ws_ping_interval{30'000};

@@ -33,7 +33,8 @@ struct server_stats {
   std::uint64_t connections_active = 0;     ///< HTTP connections open now
   std::uint64_t ws_connections_active = 0;  ///< upgraded connections open now
   std::uint64_t connections_accepted = 0;
-  std::uint64_t connections_rejected = 0;   ///< refused at max_connections or for lack of descriptors
+  std::uint64_t connections_rejected = 0;   ///< refused at max_connections, max_connections_per_client or for lack of descriptors
+  std::uint64_t connections_rejected_per_client = 0;  ///< of those, refused at max_connections_per_client
   std::uint64_t drain_forced_closes = 0;    ///< closed at drain_timeout
   std::uint64_t accept_errors = 0;
 };

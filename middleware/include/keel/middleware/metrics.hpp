@@ -23,7 +23,8 @@
 // these from the app's server at scrape time:
 //   keel_http_connections_active   gauge   HTTP connections open now
 //   keel_ws_connections_active     gauge   upgraded (WebSocket) connections open now
-//   keel_connections_rejected_total counter refused at max_connections or for lack of fds
+//   keel_connections_rejected_total counter refused at max_connections, max_connections_per_client or for lack of fds
+//   keel_connections_rejected_per_client_total counter  of those, refused at max_connections_per_client
 //   keel_log_dropped_total         counter log lines stderr could not take
 // Call it once per app, before the server starts. The app's server is read
 // from this app's first scrape on; with several apps in one process their
