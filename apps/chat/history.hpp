@@ -17,7 +17,8 @@ struct limits {
   /// Serialized bytes of one room's history (channel_history_bytes), at
   /// most half of ws_send_queue so a `joined` always fits a joiner's queue.
   std::size_t history_bytes = 256 * 1024;
-  /// All rooms' history held by this instance (channel_history_memory).
+  /// All rooms' history held by this instance (channel_history_memory), as
+  /// history::footprint() counts it.
   std::size_t history_memory = 64 * 1024 * 1024;
   /// A message leaves the history this long after it was posted (channel_history_ttl).
   std::chrono::milliseconds history_ttl = std::chrono::minutes(10);
@@ -47,6 +48,9 @@ class history {
 
   /// Serialized bytes held: each message plus its separator in a JSON array.
   std::size_t bytes() const { return bytes_; }
+  /// What the history costs in memory: bytes() and each entry's own size
+  /// (small messages would otherwise cost twice what history_memory counts).
+  std::size_t footprint() const { return bytes_ + entries_.size() * (sizeof(entry) + 2 * sizeof(void*)); }
   bool empty() const { return entries_.empty(); }
   std::deque<entry> const& entries() const { return entries_; }
   /// The messages as a JSON array, oldest first.

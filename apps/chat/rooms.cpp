@@ -91,14 +91,14 @@ std::shared_ptr<rooms::room_state> rooms::lock(std::string const& room, bool cre
 }
 
 void rooms::account(room_state& r, std::size_t before) {
-  auto after = r.hist.bytes();
+  auto after = r.hist.footprint();
   if (after > before) total_.fetch_add(after - before);
   else total_.fetch_sub(before - after);
   r.held = after;
 }
 
 void rooms::expire(room_state& r) {
-  auto before = r.hist.bytes();
+  auto before = r.hist.footprint();
   r.hist.expire(history::clock::now(), limits_.history_ttl);
   account(r, before);
 }
@@ -134,7 +134,7 @@ void rooms::evict(std::string const& keep) {
     if (victim == rooms_.end()) return;
     auto& r = *victim->second;
     std::lock_guard lk(r.mutex);
-    auto before = r.hist.bytes();
+    auto before = r.hist.footprint();
     r.hist.clear();
     account(r, before);
     if (r.members.empty() && r.listeners.empty()) {
@@ -221,7 +221,7 @@ void rooms::post(std::string const& room, std::string const& from, std::string c
       std::erase_if(r->listeners, [&](keel::sse_handle const& h) { return !h.push_formatted(frame); });
     }
     auto now = history::clock::now();
-    auto before = r->hist.bytes();
+    auto before = r->hist.footprint();
     r->hist.expire(now, limits_.history_ttl);
     r->hist.push({seq, id, serialized, now}, limits_);
     account(*r, before);

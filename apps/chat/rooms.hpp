@@ -82,7 +82,7 @@ class rooms {
     std::vector<keel::sse_handle> listeners;
     bool dead = false;  ///< removed from the map: look the room up again
     // Written under the room's lock, read by evict() under the map's alone.
-    std::atomic<std::size_t> held{0};        ///< hist.bytes()
+    std::atomic<std::size_t> held{0};        ///< hist.footprint()
     std::atomic<bool> occupied{false};       ///< has members
     std::atomic<std::int64_t> active{0};     ///< steady ms of the last join, leave or post
   };
@@ -105,7 +105,7 @@ class rooms {
 
   keel::hub& hub_;
   limits const limits_;
-  std::atomic<std::size_t> total_{0};  ///< all rooms' history bytes
+  std::atomic<std::size_t> total_{0};  ///< all rooms' history footprints
   // Guards rooms_ (the map, not the rooms). Lock order: this, then a room's.
   mutable std::mutex mutex_;
   std::map<std::string, std::shared_ptr<room_state>, std::less<>> rooms_;

@@ -172,7 +172,7 @@ struct shared_rooms::impl : std::enable_shared_from_this<shared_rooms::impl> {
   // Shared with callers' threads.
   mutable std::mutex mutex;
   std::map<std::string, local_room, std::less<>> rooms;
-  std::size_t held = 0;  ///< every local_room's hist.bytes()
+  std::size_t held = 0;  ///< every local_room's hist.footprint()
   std::deque<std::function<keel::task<void>()>> jobs;
   bool stopping = false;
   bool wake_posted = false;
@@ -395,9 +395,9 @@ struct shared_rooms::impl : std::enable_shared_from_this<shared_rooms::impl> {
 
   /// Drops a room's expired messages and keeps `held`.
   void expire(local_room& r, history::clock::time_point now) {
-    held -= r.hist.bytes();
+    held -= r.hist.footprint();
     r.hist.expire(now, opts.limits.history_ttl);
-    held += r.hist.bytes();
+    held += r.hist.footprint();
   }
 
   /// Forgets the rooms left with nothing but expired history.
@@ -429,7 +429,7 @@ struct shared_rooms::impl : std::enable_shared_from_this<shared_rooms::impl> {
         }
       }
       if (victim == rooms.end()) return;
-      held -= victim->second.hist.bytes();
+      held -= victim->second.hist.footprint();
       victim->second.hist.clear();
       if (victim->second.empty()) rooms.erase(victim);
     }
@@ -642,9 +642,9 @@ struct shared_rooms::impl : std::enable_shared_from_this<shared_rooms::impl> {
         auto& lr = it->second;
         auto now = history::clock::now();
         expire(lr, now);
-        held -= lr.hist.bytes();
+        held -= lr.hist.footprint();
         lr.hist.push({0, id, serialized, now}, opts.limits);
-        held += lr.hist.bytes();
+        held += lr.hist.footprint();
         lr.active = now;
         evict(room);
       }
