@@ -334,8 +334,9 @@ void setup(keel::app& app, keel::config const& cfg) {
   auto api = app.group("/api", guard);
   api.get("/rooms", [st](keel::context& ctx) { return list_rooms(ctx, st); });
   keel::sse_options events_options;
-  // A full history of long messages must fit the stream's queue at once.
-  events_options.queue_limit = 4 * 1024 * 1024;
+  // The history (at most half of ws_send_queue) is queued at once, and the
+  // stream's events after it, as for a WebSocket member.
+  events_options.queue_limit = cfg.server().ws_send_queue;
   keel::add_sse_route(
       api, "/rooms/{room}/events", [st](keel::sse_stream& ev) { return room_events(ev, st); }, events_options)
       .use(require_room);
