@@ -16,13 +16,16 @@
 
 #include <keel/app.hpp>
 #include <keel/hub.hpp>
+#include <keel/log.hpp>
 #include <keel/middleware/auth.hpp>
+#include <keel/middleware/compression.hpp>
 #include <keel/middleware/defaults.hpp>
 #include <keel/middleware/security_headers.hpp>
 #include <keel/redis_hub.hpp>
 #include <keel/response.hpp>
 #include <keel/sse.hpp>
 #include <keel/static_files.hpp>
+#include <keel/utf8.hpp>
 #include <keel/ws.hpp>
 
 #include <boost/json/array.hpp>
@@ -32,7 +35,9 @@
 #include <fstream>
 #include <iterator>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -52,8 +57,10 @@ struct chat_state {
   std::unique_ptr<chat::rooms> local;
   std::unique_ptr<chat::shared_rooms> shared;
 
-  void join(std::string const& room, std::string const& name, keel::ws_handle const& ws) {
-    shared ? shared->join(room, name, ws) : local->join(room, name, ws);
+  /// False when the room would be one too many (the joiner was told).
+  keel::task<bool> join(std::string room, std::string name, keel::ws_handle ws) {
+    if (shared) co_return co_await shared->join(room, name, ws);
+    co_return local->join(room, name, ws);
   }
   void leave(std::string const& room, keel::ws_handle const& ws) {
     shared ? shared->leave(room, ws) : local->leave(room, ws);
@@ -61,8 +68,13 @@ struct chat_state {
   void post(std::string const& room, std::string const& from, std::string const& text) {
     shared ? shared->post(room, from, text) : local->post(room, from, text);
   }
-  void listen(std::string const& room, std::string_view last_event_id, keel::sse_handle const& h) {
-    shared ? shared->listen(room, last_event_id, h) : local->listen(room, last_event_id, h);
+  /// False when the room would be one too many.
+  bool listen(std::string const& room, std::string_view last_event_id, keel::sse_handle const& h) {
+    if (shared) {
+      shared->listen(room, last_event_id, h);  // refused there with an error event
+      return true;
+    }
+    return local->listen(room, last_event_id, h);
   }
   void unlisten(std::string const& room, keel::sse_handle const& h) {
     shared ? shared->unlisten(room, h) : local->unlisten(room, h);
@@ -79,12 +91,50 @@ struct chat_state {
   }
 };
 
+// SPEC §2's channel_* settings, as the rooms apply them.
+chat::limits read_limits(keel::config const& cfg) {
+  chat::limits l;
+  auto setting = [&](char const* name, auto parse) {
+    try {
+      return parse(cfg.get(name));
+    } catch (std::invalid_argument const& e) {
+      throw keel::config_error(std::string(name) + ": " + e.what());
+    } catch (std::out_of_range const&) {
+      throw keel::config_error(std::string(name) + ": out of range");
+    }
+  };
+  l.max_rooms = setting("channel_max_rooms", [](std::string const& v) { return std::stoul(v); });
+  l.history_bytes = setting("channel_history_bytes", keel::parse_size);
+  l.history_memory = setting("channel_history_memory", keel::parse_size);
+  l.history_ttl = setting("channel_history_ttl", keel::parse_duration);
+  if (l.max_rooms == 0) throw keel::config_error("channel_max_rooms: must be above 0");
+  if (l.history_ttl.count() <= 0) throw keel::config_error("channel_history_ttl: must be above 0");
+  // A `joined` (history, names, the rest) must fit an empty send queue with
+  // room to spare for the events that follow it: half for the history, a
+  // quarter for the names.
+  auto queue = cfg.server().ws_send_queue;
+  if (l.history_bytes > queue / 2) {
+    keel::log::warn("chat: channel_history_bytes is above half of ws_send_queue, using half",
+                    {{"channel_history_bytes", static_cast<std::uint64_t>(l.history_bytes)},
+                     {"ws_send_queue", static_cast<std::uint64_t>(queue)}});
+    l.history_bytes = queue / 2;
+  }
+  if (l.history_bytes > l.history_memory) {
+    keel::log::warn("chat: channel_history_bytes is above channel_history_memory, using the latter",
+                    {{"channel_history_memory", static_cast<std::uint64_t>(l.history_memory)}});
+    l.history_bytes = l.history_memory;
+  }
+  l.listed_bytes = queue / 4;
+  return l;
+}
+
 std::shared_ptr<chat_state> make_state(keel::config const& cfg) {
   auto st = std::make_shared<chat_state>();
+  auto limits = read_limits(cfg);
   auto const& url = cfg.server().redis;  // keel's own `redis` setting (SPEC §6)
   if (url.empty()) {
     st->hub = std::make_unique<keel::local_hub>();
-    st->local = std::make_unique<chat::rooms>(*st->hub);
+    st->local = std::make_unique<chat::rooms>(*st->hub, limits);
     return st;
   }
   keel::redis_hub_options ho;
@@ -108,6 +158,7 @@ std::shared_ptr<chat_state> make_state(keel::config const& cfg) {
   so.url = ho.url;
   so.instance_id = hub->instance_id();
   so.reconnect = ho.reconnect;
+  so.limits = limits;
   st->hub = std::move(hub);
   st->shared = std::make_unique<chat::shared_rooms>(*st->hub, so);
   return st;
@@ -120,16 +171,26 @@ keel::task<keel::response> page(keel::context&) {
   co_return r;
 }
 
+// A room or a name goes into every `joined` and WebSocket text frame: it must
+// be UTF-8 (RFC 6455 §8.1: a client fails the connection on anything else)
+// and short, so one member cannot poison or bloat what the others receive.
+std::optional<std::string> bad_label(std::optional<std::string> const& v, std::string_view what) {
+  if (!v || v->empty()) return "the " + std::string(what) + " is required";
+  if (v->size() > max_label) return "the " + std::string(what) + " is at most 128 bytes";
+  if (!keel::is_valid_utf8(*v)) return "the " + std::string(what) + " is not valid UTF-8";
+  return std::nullopt;
+}
+
 // Route middleware of /ws: the 400 comes before the upgrade, as plain HTTP.
 keel::task<keel::response> require_room_and_name(keel::context& ctx, keel::next next) {
-  auto room = ctx.query("room");
-  auto name = ctx.query("name");
-  if (!room || room->empty() || !name || name->empty()) {
-    co_return ctx.problem(400, "the room and name query parameters are required");
-  }
-  if (room->size() > max_label || name->size() > max_label) {
-    co_return ctx.problem(400, "room and name are at most 128 bytes");
-  }
+  if (auto bad = bad_label(ctx.query("room"), "room")) co_return ctx.problem(400, *bad);
+  if (auto bad = bad_label(ctx.query("name"), "name")) co_return ctx.problem(400, *bad);
+  co_return co_await next();
+}
+
+// Route middleware of the SSE route: the room as for /ws, before the stream starts.
+keel::task<keel::response> require_room(keel::context& ctx, keel::next next) {
+  if (auto bad = bad_label(std::string(ctx.param("room")), "room")) co_return ctx.problem(400, *bad);
   co_return co_await next();
 }
 
@@ -156,8 +217,14 @@ keel::task<void> session(keel::websocket& ws, std::shared_ptr<chat_state> st) {
   // require_room_and_name let only upgrades with both through.
   auto room = ws.ctx().query("room").value_or("");
   auto name = ws.ctx().query("name").value_or("");
-  st->join(room, name, ws.handle());
-  membership m{*st, room, ws.handle()};
+  // Before the join: a leave is queued after it however this session ends.
+  auto handle = ws.handle();
+  membership m{*st, room, handle};
+  auto joined = st->join(room, name, handle);  // (no temporaries inside co_await: g++ 12)
+  if (!co_await std::move(joined)) {
+    co_await ws.close(1013, "too many rooms");  // try again later; the error went first
+    co_return;
+  }
   for (;;) {
     auto msg = co_await ws.read();
     if (!msg) co_return;
@@ -210,7 +277,11 @@ struct listening {
 
 keel::task<void> room_events(keel::sse_stream& events, std::shared_ptr<chat_state> st) {
   auto room = events.ctx().param("room");
-  st->listen(room, events.last_event_id(), events.handle());
+  if (!st->listen(room, events.last_event_id(), events.handle())) {
+    auto refused = chat::too_many_rooms();
+    co_await events.send("error", refused);
+    co_return;
+  }
   listening l{*st, room, events.handle()};
   co_await events.wait_closed();
 }
@@ -245,12 +316,14 @@ void setup(keel::app& app, keel::config const& cfg) {
     guard.push_back(keel::mw::authenticate(keel::mw::bearer_tokens({{token, {.subject = "chat"}}}, bo)));
   }
 
+  // The page (a few KiB of HTML) is compressed for clients that accept it.
+  auto compress = keel::mw::compression();
   if (!dir.empty()) {
     keel::static_options po;
     po.precompressed = false;
-    app.get("/", keel::static_file(dir + "/index.html", po));
+    app.get("/", keel::static_file(dir + "/index.html", po)).use(compress);
   } else {
-    app.get("/", page);
+    app.get("/", page).use(compress);
   }
 
   auto ws_handler = [st](keel::websocket& ws) { return session(ws, st); };
@@ -261,10 +334,12 @@ void setup(keel::app& app, keel::config const& cfg) {
   auto api = app.group("/api", guard);
   api.get("/rooms", [st](keel::context& ctx) { return list_rooms(ctx, st); });
   keel::sse_options events_options;
-  // A full history of long messages must fit the stream's queue at once.
-  events_options.queue_limit = 4 * 1024 * 1024;
+  // The history (at most half of ws_send_queue) is queued at once, and the
+  // stream's events after it, as for a WebSocket member.
+  events_options.queue_limit = cfg.server().ws_send_queue;
   keel::add_sse_route(
-      api, "/rooms/{room}/events", [st](keel::sse_stream& ev) { return room_events(ev, st); }, events_options);
+      api, "/rooms/{room}/events", [st](keel::sse_stream& ev) { return room_events(ev, st); }, events_options)
+      .use(require_room);
 }
 
 }  // namespace
@@ -276,5 +351,12 @@ int main(int argc, char** argv) {
   cfg.add("redis_member_ttl", "15s", "with redis: a crashed instance's members vanish within this (+1/3)");
   cfg.add("redis_timeout", "2s", "with redis: bound on a connect and on each batch of commands");
   cfg.add_flag("redis_readiness", "with redis: /readyz answers 503 while Redis is unreachable");
+  cfg.add("channel_max_rooms", "10000",
+          "rooms with members, listeners or history (with redis: in Redis too); a join beyond gets too_many_rooms");
+  cfg.add("channel_history_bytes", "256KiB",
+          "a room's history in serialized bytes, oldest out first; at most half of ws_send_queue");
+  cfg.add("channel_history_memory", "64MiB",
+          "all rooms' history on this instance; beyond, the room idle longest without members loses its history");
+  cfg.add("channel_history_ttl", "10m", "a message leaves the history this long after it was posted");
   return keel::serve(cfg, argc, argv, setup);
 }

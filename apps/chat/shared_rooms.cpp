@@ -1,6 +1,6 @@
 #include "shared_rooms.hpp"
 
-#include "rooms.hpp"  // history_size
+#include "rooms.hpp"  // presence, joined_message
 
 #include <keel/log.hpp>
 
@@ -21,6 +21,7 @@
 #include <mutex>
 #include <optional>
 #include <thread>
+#include <tuple>
 
 namespace chat {
 
@@ -45,6 +46,94 @@ std::string k_history(std::string_view room) { return "chat:history:" + std::str
 std::string k_seq(std::string_view room) { return "chat:seq:" + std::string(room); }
 std::string k_inst_rooms(std::string_view inst) { return "chat:inst-rooms:" + std::string(inst); }
 std::string k_alive(std::string_view inst) { return "chat:alive:" + std::string(inst); }
+constexpr char const* k_rooms = "chat:rooms";
+constexpr char const* k_counts = "chat:counts";
+
+// Scripts, so that each change and what depends on it are one atomic step
+// whichever instances run them at once.
+
+// A member joins. KEYS: members, rooms, counts, inst-rooms, seq. ARGV: room,
+// member key, now (ms), max rooms (0: no cap). -1 when the room would be one
+// too many in chat:rooms; else the room's member count, kept in chat:counts
+// (so /api/rooms is one HGETALL). The room's ids live as long as it has members.
+constexpr char const* join_script = R"lua(
+if tonumber(ARGV[4]) > 0 and redis.call('ZSCORE', KEYS[2], ARGV[1]) == false
+   and redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[4]) then return -1 end
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[2])
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+redis.call('SADD', KEYS[4], ARGV[1])
+redis.call('PERSIST', KEYS[5])
+local n = redis.call('ZCARD', KEYS[1])
+redis.call('HSET', KEYS[3], ARGV[1], n)
+return n
+)lua";
+
+// A member leaves. KEYS: members, rooms, counts, history, seq, inst-rooms.
+// ARGV: room, member key, now (ms), history ttl (ms), "1" when the instance
+// has no member left there. 1 when this call removed it (so exactly one
+// instance announces it). An empty room without history leaves chat:rooms.
+constexpr char const* leave_script = R"lua(
+local removed = redis.call('ZREM', KEYS[1], ARGV[2])
+local n = redis.call('ZCARD', KEYS[1])
+if n > 0 then
+  redis.call('HSET', KEYS[3], ARGV[1], n)
+else
+  redis.call('HDEL', KEYS[3], ARGV[1])
+  redis.call('PEXPIRE', KEYS[5], ARGV[4])
+  if redis.call('EXISTS', KEYS[4]) == 1 then redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+  else redis.call('ZREM', KEYS[2], ARGV[1]) end
+end
+if ARGV[5] == '1' then redis.call('SREM', KEYS[6], ARGV[1]) end
+return removed
+)lua";
+
+// A message is stored. KEYS: history, rooms. ARGV: message, max messages,
+// max bytes (each message plus a separator), ttl (ms), room, now (ms). The
+// list is trimmed to both limits, with the append, and expires ttl after the
+// last message (older ones are filtered out by their ts when read).
+constexpr char const* post_script = R"lua(
+redis.call('RPUSH', KEYS[1], ARGV[1])
+redis.call('LTRIM', KEYS[1], -tonumber(ARGV[2]), -1)
+local items = redis.call('LRANGE', KEYS[1], 0, -1)
+local total = 0
+for i = #items, 1, -1 do
+  total = total + #items[i] + 1
+  if total > tonumber(ARGV[3]) then
+    redis.call('LTRIM', KEYS[1], i, -1)
+    break
+  end
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+redis.call('ZADD', KEYS[2], ARGV[6], ARGV[5])
+return 1
+)lua";
+
+// Rooms untouched for a ttl with neither members nor history leave
+// chat:rooms and chat:counts; the others are looked at again a ttl later.
+// KEYS: rooms, counts. ARGV: cutoff (ms), now (ms). Reads room keys by name
+// (a single Redis, not a cluster).
+constexpr char const* forget_script = R"lua(
+local gone = 0
+for _, room in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 1000)) do
+  if redis.call('EXISTS', 'chat:members:' .. room) == 0 and redis.call('EXISTS', 'chat:history:' .. room) == 0 then
+    redis.call('ZREM', KEYS[1], room)
+    redis.call('HDEL', KEYS[2], room)
+    gone = gone + 1
+  else
+    redis.call('ZADD', KEYS[1], ARGV[2], room)
+  end
+end
+return gone
+)lua";
+
+/// The `ts` of a stored message, 0 when it has none.
+std::int64_t ts_of(std::string_view msg) {
+  boost::system::error_code ec;
+  auto v = json::parse(msg, ec);
+  auto const* o = ec ? nullptr : v.if_object();
+  auto const* ts = o ? o->if_contains("ts") : nullptr;
+  return ts && ts->is_int64() ? ts->get_int64() : 0;
+}
 
 /// A numeric message id, or 0 (ids of messages stored while Redis was down).
 std::uint64_t numeric_id(std::string_view id) {
@@ -70,21 +159,20 @@ struct shared_rooms::impl : std::enable_shared_from_this<shared_rooms::impl> {
     std::string name;
     std::string key;  ///< in chat:members:<room>
   };
-  struct message {
-    std::string id;
-    std::string json;
-  };
   struct local_room {
     std::vector<member> members;
-    std::deque<message> history;  ///< this instance's posts, for when Redis is down
+    history hist;  ///< this instance's posts, for when Redis is down
     std::vector<keel::sse_handle> listeners;
     /// While there are listeners: the room's messages from every instance.
     keel::hub_subscription feed;
+    history::clock::time_point active;  ///< the last join, leave or post here
+    bool empty() const { return members.empty() && listeners.empty() && hist.empty(); }
   };
 
   // Shared with callers' threads.
   mutable std::mutex mutex;
   std::map<std::string, local_room, std::less<>> rooms;
+  std::size_t held = 0;  ///< every local_room's hist.footprint()
   std::deque<std::function<keel::task<void>()>> jobs;
   bool stopping = false;
   bool wake_posted = false;
@@ -131,6 +219,32 @@ struct shared_rooms::impl : std::enable_shared_from_this<shared_rooms::impl> {
     std::lock_guard l(mutex);
     jobs.clear();
     rooms.clear();
+  }
+
+  /// Runs `fn` on the worker, in order with the rest, and resumes the caller
+  /// on its own executor with the result; nothing when the worker has ended
+  /// or the caller was cancelled (the job still runs).
+  template <class T, class F>
+  keel::task<std::optional<T>> call(F fn) {
+    struct waiter {
+      explicit waiter(keel::executor ex) : timer(ex) {}
+      keel::steady_timer timer;
+      std::optional<T> result;
+    };
+    auto w = std::make_shared<waiter>(co_await asio::this_coro::executor);
+    bool queued = submit([fn = std::move(fn), w]() -> keel::task<void> {
+      auto r = co_await fn();
+      asio::post(w->timer.get_executor(), [w, r = std::move(r)]() mutable {
+        w->result = std::move(r);
+        w->timer.cancel();
+      });
+    });
+    while (queued && !w->result) {
+      w->timer.expires_at(keel::clock::time_point::max());
+      auto [ec] = co_await w->timer.async_wait(as_tuple_task);
+      if (ec && !w->result) co_return std::nullopt;  // the caller was cancelled
+    }
+    co_return std::move(w->result);
   }
 
   /// False once the worker has ended (the job is not run).
@@ -232,11 +346,7 @@ struct shared_rooms::impl : std::enable_shared_from_this<shared_rooms::impl> {
       std::lock_guard lock(mutex);
       auto score = std::to_string(now_ms());
       for (auto const& [room, r] : rooms) {
-        for (auto const& m : r.members) {
-          cmds.push_back({"ZADD", k_members(room), score, m.key});
-          cmds.push_back({"SADD", "chat:rooms", room});
-          cmds.push_back({"SADD", k_inst_rooms(opts.instance_id), room});
-        }
+        for (auto const& m : r.members) cmds.push_back(join_command(room, m.key, score, 0));
       }
     }
     auto [ec, replies] = co_await conn.pipeline(cmds, opts.command_timeout);
@@ -275,10 +385,81 @@ struct shared_rooms::impl : std::enable_shared_from_this<shared_rooms::impl> {
       }
       if (ghosts.empty()) continue;
       std::vector<redis_command> rem;
-      for (auto const& g : ghosts) rem.push_back({"ZREM", k_members(room), g});
+      for (auto const& g : ghosts) rem.push_back(leave_command(room, g, false));
       auto [dec, done] = co_await conn.pipeline(rem, opts.command_timeout);
       if (dec) co_return;
     }
+  }
+
+  // --- this instance's copy (under `mutex`) ------------------------------------
+
+  /// Drops a room's expired messages and keeps `held`.
+  void expire(local_room& r, history::clock::time_point now) {
+    held -= r.hist.footprint();
+    r.hist.expire(now, opts.limits.history_ttl);
+    held += r.hist.footprint();
+  }
+
+  /// Forgets the rooms left with nothing but expired history.
+  void forget_expired() {
+    auto now = history::clock::now();
+    for (auto it = rooms.begin(); it != rooms.end();) {
+      expire(it->second, now);
+      it = it->second.empty() ? rooms.erase(it) : std::next(it);
+    }
+  }
+
+  /// True when `room` is here or may be created within max_rooms.
+  bool may_hold(std::string const& room) {
+    if (rooms.size() < opts.limits.max_rooms || rooms.count(room)) return true;
+    forget_expired();
+    return rooms.size() < opts.limits.max_rooms;
+  }
+
+  /// Drops whole histories other than `keep`'s until they fit
+  /// history_memory: rooms without members first, idle longest first.
+  void evict(std::string const& keep) {
+    while (held > opts.limits.history_memory) {
+      auto victim = rooms.end();
+      for (auto it = rooms.begin(); it != rooms.end(); ++it) {
+        if (it->first == keep || it->second.hist.empty()) continue;
+        auto key = std::tuple(!it->second.members.empty(), it->second.active);
+        if (victim == rooms.end() || key < std::tuple(!victim->second.members.empty(), victim->second.active)) {
+          victim = it;
+        }
+      }
+      if (victim == rooms.end()) return;
+      held -= victim->second.hist.footprint();
+      victim->second.hist.clear();
+      if (victim->second.empty()) rooms.erase(victim);
+    }
+  }
+
+  /// The stored messages (oldest first) still within history_ttl, the newest
+  /// that fit history_bytes: a `joined` always fits the joiner's queue.
+  std::vector<std::string const*> live_history(std::vector<redis_reply> const& items) const {
+    auto cutoff = now_ms() - opts.limits.history_ttl.count();
+    std::vector<std::string const*> out;
+    std::size_t bytes = 0;
+    for (auto it = items.rbegin(); it != items.rend(); ++it) {
+      bytes += it->str.size() + 1;
+      if (bytes > opts.limits.history_bytes || ts_of(it->str) <= cutoff) break;
+      out.push_back(&it->str);
+    }
+    std::reverse(out.begin(), out.end());
+    return out;
+  }
+
+  redis_command join_command(std::string const& room, std::string const& key, std::string const& now,
+                             std::size_t max_rooms) const {
+    return {"EVAL", join_script, "5", k_members(room), k_rooms, k_counts, k_inst_rooms(opts.instance_id),
+            k_seq(room), room, key, now, std::to_string(max_rooms)};
+  }
+
+  redis_command leave_command(std::string const& room, std::string const& key, bool last_here) const {
+    return {"EVAL", leave_script, "6", k_members(room), k_rooms, k_counts, k_history(room), k_seq(room),
+            k_inst_rooms(opts.instance_id), room, key, std::to_string(now_ms()),
+            std::to_string(opts.limits.history_ttl.count()), last_here ? "1" : "0"};
   }
 
   std::vector<redis_command> alive_commands() const {
@@ -287,10 +468,17 @@ struct shared_rooms::impl : std::enable_shared_from_this<shared_rooms::impl> {
   }
 
   keel::task<void> beat_and_sweep() {
+    {
+      std::lock_guard lock(mutex);
+      forget_expired();
+    }
+    auto now = now_ms();
     auto cmds = alive_commands();
     cmds.push_back({"SMEMBERS", "chat:instances"});
+    cmds.push_back({"EVAL", forget_script, "2", k_rooms, k_counts,
+                    std::to_string(now - opts.limits.history_ttl.count()), std::to_string(now)});
     auto r = co_await redis(cmds);
-    if (!r || r->size() != 3) co_return;
+    if (!r || r->size() != 4) co_return;
     std::vector<std::string> others;
     for (auto const& e : (*r)[2].elements) {
       if (e.str != opts.instance_id) others.push_back(e.str);
@@ -324,7 +512,7 @@ struct shared_rooms::impl : std::enable_shared_from_this<shared_rooms::impl> {
       }
       if (keys.empty()) continue;
       std::vector<redis_command> rem;
-      for (auto const& k : keys) rem.push_back({"ZREM", k_members(room), k});
+      for (auto const& k : keys) rem.push_back(leave_command(room, k, false));
       auto done = co_await redis(rem);
       if (!done || done->size() != keys.size()) co_return;
       for (std::size_t i = 0; i < keys.size(); ++i) {
@@ -342,52 +530,69 @@ struct shared_rooms::impl : std::enable_shared_from_this<shared_rooms::impl> {
 
   // --- the operations -------------------------------------------------------------
 
-  keel::task<void> do_join(std::string room, std::string name, keel::ws_handle ws) {
+  keel::task<bool> do_join(std::string room, std::string name, keel::ws_handle ws) {
     auto key = opts.instance_id + ":" + std::to_string(ws.id()) + ":" + name;
     {
       std::lock_guard lock(mutex);
-      rooms[room].members.push_back({ws, name, key});
-    }
-    std::vector<redis_command> cmds{{"ZADD", k_members(room), std::to_string(now_ms()), key},
-                                    {"SADD", "chat:rooms", room},
-                                    {"SADD", k_inst_rooms(opts.instance_id), room},
-                                    {"ZRANGE", k_members(room), "0", "-1"},
-                                    {"LRANGE", k_history(room), std::to_string(-static_cast<long>(history_size)), "-1"}};
-    auto r = co_await redis(cmds);
-    json::array names;
-    std::string history = "[";
-    if (r && r->size() == cmds.size()) {
-      for (auto const& m : (*r)[3].elements) names.emplace_back(name_of(m.str));
-      for (auto const& h : (*r)[4].elements) {
-        if (history.size() > 1) history += ',';
-        history += h.str;
+      if (!may_hold(room)) {
+        ws.send(too_many_rooms());
+        co_return false;
       }
+      auto& lr = rooms[room];
+      lr.members.push_back({ws, name, key});
+      lr.active = history::clock::now();
+    }
+    auto const listed = std::to_string(-static_cast<long>(opts.limits.listed_members));
+    std::vector<redis_command> cmds{
+        join_command(room, key, std::to_string(now_ms()), opts.limits.max_rooms),
+        {"ZRANGE", k_members(room), listed, "-1"},
+        {"LRANGE", k_history(room), std::to_string(-static_cast<long>(opts.limits.history_size)), "-1"}};
+    auto r = co_await redis(cmds);
+    std::vector<std::string> owned;  // the names `names` points into
+    std::vector<std::string_view> names;
+    std::size_t count = 0;
+    std::string history = "[";
+    if (r && r->size() == cmds.size() && (*r)[0].type == redis_reply::kind::integer) {
+      if ((*r)[0].integer < 0) {  // one room too many in Redis
+        {
+          std::lock_guard lock(mutex);
+          auto it = rooms.find(room);
+          if (it != rooms.end()) {
+            std::erase_if(it->second.members, [&](member const& m) { return m.ws == ws; });
+            if (it->second.empty()) rooms.erase(it);
+          }
+        }
+        ws.send(too_many_rooms());
+        co_return false;
+      }
+      count = static_cast<std::size_t>((*r)[0].integer);
+      for (auto const& m : (*r)[1].elements) names.push_back(name_of(m.str));
+      for (auto const* h : live_history((*r)[2].elements)) {
+        if (history.size() > 1) history += ',';
+        history += *h;
+      }
+      history += ']';
     } else {
       std::lock_guard lock(mutex);
       auto& lr = rooms[room];
-      for (auto const& m : lr.members) names.emplace_back(m.name);
-      for (auto const& h : lr.history) {
-        if (history.size() > 1) history += ',';
-        history += h.json;
-      }
+      expire(lr, history::clock::now());
+      count = lr.members.size();
+      auto first = count - std::min(count, opts.limits.listed_members);
+      for (auto i = first; i < count; ++i) owned.push_back(lr.members[i].name);
+      history = lr.hist.json_array();
     }
-    history += ']';
+    for (auto const& n : owned) names.push_back(n);
     // The others hear of the joiner before it becomes a hub member.
     hub.publish(room, presence("join", name));
-    json::object joined;
-    joined["type"] = "joined";
-    joined["room"] = room;
-    joined["name"] = name;
-    joined["members"] = std::move(names);
-    std::string text = json::serialize(joined);
-    text.pop_back();
-    text += ",\"history\":" + history + "}";
-    ws.send(std::move(text));
+    ws.send(joined_message(room, name, names, count, history, opts.limits));
     hub.join(room, ws);
+    co_return true;
   }
 
   keel::task<void> do_leave(std::string room, keel::ws_handle ws) {
+    hub.leave(room, ws);  // again: a join that ran after leave() had it join
     std::string key, name;
+    bool last_here = false;
     {
       std::lock_guard lock(mutex);
       auto it = rooms.find(room);
@@ -398,9 +603,12 @@ struct shared_rooms::impl : std::enable_shared_from_this<shared_rooms::impl> {
       key = std::move(m->key);
       name = std::move(m->name);
       v.erase(m);
-      if (v.empty() && it->second.listeners.empty() && it->second.history.empty()) rooms.erase(it);
+      last_here = v.empty();
+      it->second.active = history::clock::now();
+      expire(it->second, it->second.active);
+      if (it->second.empty()) rooms.erase(it);
     }
-    std::vector<redis_command> cmds{{"ZREM", k_members(room), key}};
+    std::vector<redis_command> cmds{leave_command(room, key, last_here)};
     co_await redis(cmds);
     hub.publish(room, presence("leave", name));
   }
@@ -417,43 +625,45 @@ struct shared_rooms::impl : std::enable_shared_from_this<shared_rooms::impl> {
     o["room"] = room;
     o["from"] = from;
     o["text"] = text;
-    o["ts"] = now_ms();
+    auto ts = now_ms();
+    o["ts"] = ts;
     auto serialized = json::serialize(o);
     if (stored) {
-      std::vector<redis_command> keep{{"RPUSH", k_history(room), serialized},
-                                      {"LTRIM", k_history(room), std::to_string(-static_cast<long>(history_size)), "-1"}};
+      std::vector<redis_command> keep{{"EVAL", post_script, "2", k_history(room), k_rooms, serialized,
+                                       std::to_string(opts.limits.history_size),
+                                       std::to_string(opts.limits.history_bytes),
+                                       std::to_string(opts.limits.history_ttl.count()), room, std::to_string(ts)}};
       co_await redis(keep);
     }
     {
       std::lock_guard lock(mutex);
-      auto& lr = rooms[room];
-      lr.history.push_back({id, serialized});
-      if (lr.history.size() > history_size) lr.history.pop_front();
+      // A member's room is here; a post never creates one.
+      if (auto it = rooms.find(room); it != rooms.end()) {
+        auto& lr = it->second;
+        auto now = history::clock::now();
+        expire(lr, now);
+        held -= lr.hist.footprint();
+        lr.hist.push({0, id, serialized, now}, opts.limits);
+        held += lr.hist.footprint();
+        lr.active = now;
+        evict(room);
+      }
     }
     hub.publish(room, std::move(serialized));  // SSE listeners get it through their feed
   }
 
   keel::task<std::vector<std::pair<std::string, std::size_t>>> do_list() {
     std::vector<std::pair<std::string, std::size_t>> out;
-    std::vector<redis_command> q{{"SMEMBERS", "chat:rooms"}};
+    std::vector<redis_command> q{{"HGETALL", k_counts}};
     auto r = co_await redis(q);
-    if (r && r->size() == 1) {
-      std::vector<redis_command> counts;
-      std::vector<std::string> names;
-      for (auto const& e : (*r)[0].elements) {
-        names.push_back(e.str);
-        counts.push_back({"ZCARD", k_members(e.str)});
+    if (r && r->size() == 1 && (*r)[0].type == redis_reply::kind::array) {
+      auto const& e = (*r)[0].elements;
+      for (std::size_t i = 0; i + 1 < e.size(); i += 2) {
+        auto n = numeric_id(e[i + 1].str);
+        if (n > 0) out.emplace_back(e[i].str, static_cast<std::size_t>(n));
       }
-      // (No co_await inside ?: — g++ 12 miscompiles it.)
-      std::optional<std::vector<redis_reply>> c = std::vector<redis_reply>{};
-      if (!counts.empty()) c = co_await redis(counts);
-      if (c && c->size() == names.size()) {
-        for (std::size_t i = 0; i < names.size(); ++i) {
-          if ((*c)[i].integer > 0) out.emplace_back(names[i], static_cast<std::size_t>((*c)[i].integer));
-        }
-        std::sort(out.begin(), out.end());
-        co_return out;
-      }
+      std::sort(out.begin(), out.end());
+      co_return out;
     }
     std::lock_guard lock(mutex);
     for (auto const& [name, lr] : rooms) {
@@ -463,7 +673,16 @@ struct shared_rooms::impl : std::enable_shared_from_this<shared_rooms::impl> {
   }
 
   keel::task<void> do_listen(std::string room, std::string last_event_id, keel::sse_handle h) {
-    std::vector<redis_command> q{{"LRANGE", k_history(room), std::to_string(-static_cast<long>(history_size)), "-1"}};
+    {
+      std::lock_guard lock(mutex);
+      if (!may_hold(room)) {
+        h.push("error", too_many_rooms());
+        h.close();
+        co_return;
+      }
+    }
+    std::vector<redis_command> q{
+        {"LRANGE", k_history(room), std::to_string(-static_cast<long>(opts.limits.history_size)), "-1"}};
     auto r = co_await redis(q);
     auto after = numeric_id(last_event_id);
     std::lock_guard lock(mutex);
@@ -473,18 +692,33 @@ struct shared_rooms::impl : std::enable_shared_from_this<shared_rooms::impl> {
       if (after == 0 || n == 0 || n > after) h.push_formatted(keel::format_sse_event("message", msg, id));
     };
     if (r && r->size() == 1) {
-      for (auto const& e : (*r)[0].elements) {
+      for (auto const* e : live_history((*r)[0].elements)) {
         boost::system::error_code ec;
-        auto v = json::parse(e.str, ec);
+        auto v = json::parse(*e, ec);
         auto const* o = ec ? nullptr : v.if_object();
         auto const* id = o ? o->if_contains("id") : nullptr;
-        if (id && id->is_string()) push(std::string(id->get_string()), e.str);
+        if (id && id->is_string()) push(std::string(id->get_string()), *e);
       }
     } else {
-      for (auto const& m : lr.history) push(m.id, m.json);
+      expire(lr, history::clock::now());
+      for (auto const& m : lr.hist.entries()) push(m.id, m.json);
     }
     lr.listeners.push_back(h);
     if (!lr.feed) lr.feed = hub.observe(room, feed(room));
+  }
+
+  /// Runs after the do_listen it undoes, whatever the order their callers ran in.
+  keel::task<void> do_unlisten(std::string room, keel::sse_handle h) {
+    keel::hub_subscription gone;  // unsubscribed after the lock is released
+    {
+      std::lock_guard lock(mutex);
+      auto it = rooms.find(room);
+      if (it == rooms.end()) co_return;
+      std::erase(it->second.listeners, h);
+      if (it->second.listeners.empty()) gone = std::move(it->second.feed);
+      if (it->second.empty()) rooms.erase(it);
+    }
+    co_return;
   }
 
   /// What a room's SSE listeners see: the `message` objects the hub carries,
@@ -516,9 +750,13 @@ shared_rooms::~shared_rooms() { stop(); }
 
 void shared_rooms::stop() { impl_->stop(); }
 
-void shared_rooms::join(std::string const& room, std::string const& name, keel::ws_handle const& ws) {
+keel::task<bool> shared_rooms::join(std::string room, std::string name, keel::ws_handle ws) {
   auto* s = impl_.get();
-  s->submit([s, room, name, ws]() { return s->do_join(room, name, ws); });
+  auto job = [s, room = std::move(room), name = std::move(name), ws = std::move(ws)]() {
+    return s->do_join(room, name, ws);
+  };
+  auto joined = s->call<bool>(std::move(job));  // (no temporaries inside co_await: g++ 12)
+  co_return (co_await std::move(joined)).value_or(false);
 }
 
 void shared_rooms::leave(std::string const& room, keel::ws_handle const& ws) {
@@ -533,30 +771,11 @@ void shared_rooms::post(std::string const& room, std::string const& from, std::s
 }
 
 keel::task<std::vector<std::pair<std::string, std::size_t>>> shared_rooms::list() {
-  // Run on the worker, in order with the rest; resume the caller on its own
-  // executor when the answer is there.
-  struct waiter {
-    explicit waiter(keel::executor ex) : timer(ex) {}
-    keel::steady_timer timer;
-    std::vector<std::pair<std::string, std::size_t>> result;
-    bool done = false;
-  };
-  auto w = std::make_shared<waiter>(co_await asio::this_coro::executor);
   auto* s = impl_.get();
-  bool queued = s->submit([s, w]() -> keel::task<void> {
-    auto r = co_await s->do_list();
-    asio::post(w->timer.get_executor(), [w, r = std::move(r)]() mutable {
-      w->result = std::move(r);
-      w->done = true;
-      w->timer.cancel();
-    });
-  });
-  while (queued && !w->done) {
-    w->timer.expires_at(keel::clock::time_point::max());
-    auto [ec] = co_await w->timer.async_wait(as_tuple_task);
-    if (ec && !w->done) co_return std::vector<std::pair<std::string, std::size_t>>{};  // the request was cancelled
-  }
-  co_return std::move(w->result);
+  auto job = [s]() { return s->do_list(); };
+  auto listed = s->call<std::vector<std::pair<std::string, std::size_t>>>(std::move(job));
+  auto r = co_await std::move(listed);
+  co_return r ? std::move(*r) : std::vector<std::pair<std::string, std::size_t>>{};
 }
 
 void shared_rooms::listen(std::string const& room, std::string_view last_event_id, keel::sse_handle const& h) {
@@ -565,11 +784,9 @@ void shared_rooms::listen(std::string const& room, std::string_view last_event_i
 }
 
 void shared_rooms::unlisten(std::string const& room, keel::sse_handle const& h) {
-  std::lock_guard lock(impl_->mutex);
-  auto it = impl_->rooms.find(room);
-  if (it == impl_->rooms.end()) return;
-  std::erase(it->second.listeners, h);
-  if (it->second.listeners.empty()) it->second.feed.reset();
+  // Queued like listen, so it runs after it even when the stream ended first.
+  auto* s = impl_.get();
+  s->submit([s, room, h]() { return s->do_unlisten(room, h); });
 }
 
 bool shared_rooms::connected() const { return impl_->up.load(); }

@@ -4,14 +4,21 @@
 // `joined.members`, presence, /api/rooms and the last 50 messages agree
 // whichever instance a client reaches.
 //
-// Redis keys (all under `chat:`):
+// Redis keys (all under `chat:`), none kept for a room nobody uses:
 //   members:<room>      sorted set of "<instance>:<ws id>:<name>", scored by join time
-//   history:<room>      list of serialized messages, trimmed to the last 50
-//   seq:<room>          counter: message ids unique in the room across instances
-//   rooms               set of room names that have had members
+//   history:<room>      list of serialized messages, trimmed to the last 50 and to
+//                       history_bytes with each append; expires history_ttl after the last
+//   seq:<room>          counter: message ids unique in the room across instances;
+//                       expires history_ttl after the room's last member left
+//   rooms               sorted set of the rooms with members or history (at most
+//                       max_rooms), scored by last use; every member_ttl / 3 the
+//                       rooms unused for history_ttl with neither are removed
+//   counts              hash room -> member count, for /api/rooms in one command
 //   instances           set of instance ids that have had members
-//   inst-rooms:<inst>   rooms where an instance has had members
+//   inst-rooms:<inst>   rooms where an instance has members
 //   alive:<inst>        heartbeat, refreshed every member_ttl / 3, expiring after member_ttl
+// Changes that must agree (a member and the counts, a message and the trims)
+// are Lua scripts, atomic whichever instances run them.
 // Every member_ttl / 3 each instance also sweeps: an instance whose alive key
 // has expired (it crashed) loses its members, and whoever removes a member
 // (ZREM answered 1, so exactly one instance) publishes its presence leave.
@@ -22,6 +29,8 @@
 // working on this instance's knowledge: its own members, its own recent
 // messages (ids "<instance>-<n>"), and the hub's local delivery; on
 // reconnect this instance's members are written back. Thread-safe.
+#include "history.hpp"
+
 #include <keel/backoff.hpp>
 #include <keel/hub.hpp>
 #include <keel/net.hpp>
@@ -46,6 +55,7 @@ struct shared_options {
   std::chrono::milliseconds connect_timeout{std::chrono::seconds(2)};
   std::chrono::milliseconds command_timeout{std::chrono::seconds(2)};
   keel::backoff_options reconnect{};
+  chat::limits limits{};
 };
 
 class shared_rooms {
@@ -53,13 +63,17 @@ class shared_rooms {
   shared_rooms(keel::hub& hub, shared_options o);
   ~shared_rooms();
 
-  /// As chat::rooms: presence to the others, `joined` to the joiner, membership.
-  void join(std::string const& room, std::string const& name, keel::ws_handle const& ws);
+  /// As chat::rooms: presence to the others, `joined` to the joiner,
+  /// membership; false (a too_many_rooms error sent) beyond max_rooms, here
+  /// or in Redis. Resumes once the worker has done it.
+  keel::task<bool> join(std::string room, std::string name, keel::ws_handle ws);
   void leave(std::string const& room, keel::ws_handle const& ws);
   void post(std::string const& room, std::string const& from, std::string const& text);
   /// Rooms with members on any live instance, by name; from any coroutine.
   keel::task<std::vector<std::pair<std::string, std::size_t>>> list();
-  /// SSE: the stored messages after `last_event_id`, then this instance's new ones.
+  /// SSE: the stored messages after `last_event_id`, then the room's new ones;
+  /// beyond max_rooms an `error` event and the end of the stream. unlisten()
+  /// undoes it, even when called before the queued listen has run.
   void listen(std::string const& room, std::string_view last_event_id, keel::sse_handle const& h);
   void unlisten(std::string const& room, keel::sse_handle const& h);
 

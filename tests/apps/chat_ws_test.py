@@ -87,7 +87,7 @@ async def flows(chat):
     async with chat.ws("room=py&name=alice") as alice:
         j = await recv(alice)
         check("joined to the joiner", j == {"type": "joined", "room": "py", "name": "alice", "members": ["alice"],
-                                            "history": []}, j)
+                                            "member_count": 1, "history": []}, j)
         async with chat.ws("room=py&name=bob") as bob:
             jb = await recv(bob)
             check("joined lists every member", jb["members"] == ["alice", "bob"], jb)
