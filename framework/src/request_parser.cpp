@@ -13,7 +13,7 @@ using sv = boost::beast::string_view;
 
 request_parser::request_parser(request& req, std::size_t max_head, std::size_t max_header_count,
                                std::size_t max_body)
-    : req_(req), max_header_count_(max_header_count) {
+    : req_(req), max_head_(max_head), max_header_count_(max_header_count) {
   req_.clear();
   header_limit(static_cast<std::uint32_t>(max_head));
   body_limit(max_body);
@@ -50,6 +50,16 @@ std::string_view last_coding(std::string_view value) {
 
 void request_parser::on_field_impl(http::field name, sv name_string,
                                    sv value, error_code& ec) {
+  if (head_done_) {
+    // A trailer: never a header (RFC 9110 §6.5.1), and never stored, since
+    // the head's storage must not move under the route's views. Its limits
+    // are the head's, counted apart; past them the body is mid-flight, so
+    // the connection closes after the 431.
+    trailer_bytes_ += name_string.size() + value.size() + 4;
+    if (++trailer_count_ > max_header_count_) return reject(ec, 431, "too many trailer fields");
+    if (trailer_bytes_ > max_head_) return reject(ec, 431, "the trailer section is larger than max_head");
+    return;
+  }
   if (req_.headers_.size() >= max_header_count_) {
     return reject(ec, 431, "too many header fields");
   }
@@ -77,6 +87,7 @@ void request_parser::on_field_impl(http::field name, sv name_string,
 }
 
 void request_parser::on_header_impl(error_code& ec) {
+  head_done_ = true;
   // RFC 9112 §3.2: exactly one Host in HTTP/1.1, at most one otherwise.
   if (req_.version_ >= 11 && host_count_ == 0) return reject(ec, 400, "missing Host header");
   if (host_count_ > 1) return reject(ec, 400, "repeated Host header");
@@ -113,6 +124,20 @@ std::size_t request_parser::on_chunk_body_impl(std::uint64_t, sv body, error_cod
   if (streaming_) piece_ = std::string_view(body.data(), body.size());
   else req_.body_.append(body);
   return body.size();
+}
+
+std::pair<unsigned, std::string_view> request_parser::oversized_chunk_framing(std::string_view pending) {
+  constexpr std::pair<unsigned, std::string_view> malformed{400, "malformed chunked body"};
+  // The previous chunk's data may still end in its CRLF.
+  if (pending.substr(0, 2) == "\r\n") pending.remove_prefix(2);
+  auto eol = pending.find("\r\n");
+  if (eol == std::string_view::npos) return malformed;
+  auto line = pending.substr(0, eol);
+  if (line.empty() || line.front() != '0') return malformed;
+  auto rest = line.find_first_not_of('0');
+  bool last_chunk = rest == std::string_view::npos || line[rest] == ';' || line[rest] == ' ' || line[rest] == '\t';
+  if (!last_chunk) return malformed;
+  return {431, "the trailer section is larger than max_head"};
 }
 
 }  // namespace keel::detail

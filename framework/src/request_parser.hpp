@@ -2,7 +2,12 @@
 // keel's request parser: Beast's basic_parser (the RFC 9112 grammar) feeding a
 // keel::request whose storage is reused across requests, plus the checks RFC
 // 9112 makes a server's duty that Beast leaves to its user (Host rules,
-// Transfer-Encoding rules, header count).
+// Transfer-Encoding rules, header count, trailers).
+//
+// The request's head storage is final once the head is parsed: the route's
+// parameters and every view a handler holds point into it while the body is
+// still arriving. Trailer fields (which Beast hands over like header fields)
+// are counted against their limits and dropped, never stored.
 #include <keel/request.hpp>
 
 #include <boost/beast/http/basic_parser.hpp>
@@ -34,6 +39,11 @@ class request_parser final : public boost::beast::http::basic_parser<true> {
   void stream_body() { streaming_ = true; }
   std::string_view take_piece() { return std::exchange(piece_, {}); }
 
+  /// The answer when a chunked body's unparsed bytes (`pending`) outgrow
+  /// max_head without the parser taking any: 431 for a trailer section (the
+  /// last chunk's line is complete), 400 for a chunk line no sane client sends.
+  static std::pair<unsigned, std::string_view> oversized_chunk_framing(std::string_view pending);
+
  private:
   void reject(error_code& ec, unsigned status, std::string_view detail);
 
@@ -52,10 +62,14 @@ class request_parser final : public boost::beast::http::basic_parser<true> {
   void on_finish_impl(error_code&) override {}
 
   request& req_;
+  std::size_t max_head_;
   std::size_t max_header_count_;
   unsigned reject_status_ = 0;
   std::string_view reject_detail_;
   unsigned host_count_ = 0;
+  bool head_done_ = false;  // fields from now on are trailers
+  std::size_t trailer_count_ = 0;
+  std::size_t trailer_bytes_ = 0;
   bool has_transfer_encoding_ = false;
   bool has_content_length_ = false;
   bool transfer_encoding_ends_chunked_ = false;

@@ -162,6 +162,13 @@ task<head_result> read_head(connection& c, Stream& s, request_parser& p, bool fr
   }
 }
 
+head_result oversized_chunk_framing(connection const& c) {
+  auto pending = c.buffer.data();
+  auto [status, detail] =
+      request_parser::oversized_chunk_framing({static_cast<char const*>(pending.data()), pending.size()});
+  return {outcome::reject, status, std::string(detail)};
+}
+
 template <class Stream>
 task<head_result> read_body(connection& c, Stream& s, request_parser& p) {
   auto const& o = c.server.opts;
@@ -181,8 +188,9 @@ task<head_result> read_body(connection& c, Stream& s, request_parser& p) {
       if (ec && ec != http::error::need_more) co_return parse_failure(p, ec);
       if (p.is_done()) break;
       if (n > 0) continue;
-      // Nothing consumed: a chunk header longer than any sane one.
-      if (c.buffer.size() > o.max_head) co_return head_result{outcome::reject, 400, "malformed chunked body"};
+      // Nothing consumed: a chunk header longer than any sane one, or a
+      // trailer section past its bound (what Beast holds for it unparsed).
+      if (c.buffer.size() > o.max_head) co_return oversized_chunk_framing(c);
     }
     c.state = phase::reading_body;
     c.wd->arm(body_read_deadline(o, started, received));

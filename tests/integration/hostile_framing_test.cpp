@@ -1,0 +1,201 @@
+// Framing a hostile client controls (issue 21), over real loopback sockets:
+// chunked trailers that must neither move the request's storage under the
+// route's views nor pass for headers, and their bounds.
+#include <catch2/catch.hpp>
+
+#include "process_helpers.hpp"
+#include "sse_client.hpp"
+#include "test_app.hpp"
+
+#include <keel/body_stream.hpp>
+#include <keel/stream.hpp>
+#include <keel/ws.hpp>
+
+#include <boost/asio/this_coro.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <memory>
+#include <string>
+#include <vector>
+
+using namespace keel::test;
+using keel::context;
+using keel::response;
+using keel::task;
+namespace kt = keel::testing;
+
+namespace {
+
+// What a handler can read of its request, read after the body.
+std::string describe(context& ctx) {
+  auto headers = ctx.req().headers();
+  auto hosts = std::count_if(headers.begin(), headers.end(), [](keel::header_view const& h) { return h.name == "Host"; });
+  return "id=" + ctx.param("id") + " path=" + std::string(ctx.path()) +
+         " probe=" + std::string(ctx.header("X-Probe").value_or("none")) +
+         " auth=" + std::string(ctx.header("Authorization").value_or("none")) +
+         " host=" + std::string(ctx.header("Host").value_or("none")) +
+         " hosts=" + std::to_string(hosts) +
+         " query=" + std::string(ctx.req().query_string());
+}
+
+task<response> whole_body(context& ctx) {
+  co_return response::text(describe(ctx) + " body=" + std::string(ctx.body()));
+}
+
+task<response> streamed_body(context& ctx) {
+  std::string body;
+  while (auto piece = co_await ctx.body_stream().read_some()) body += *piece;
+  co_return response::text(describe(ctx) + " body=" + body);
+}
+
+std::atomic<int> secret_hits{0};
+
+task<void> one_line(keel::response_stream& out) { co_await out.write("report\n"); }
+
+// Writes a line, then waits until the test ends (drain cancels it).
+task<void> held_open(keel::response_stream& out) {
+  co_await out.write("started\n");
+  keel::steady_timer t(co_await boost::asio::this_coro::executor);
+  t.expires_after(std::chrono::minutes(5));
+  co_await t.async_wait(keel::use_task);
+}
+
+task<void> echo(keel::websocket& ws) {
+  while (auto m = co_await ws.read()) ws.send(m.data);
+}
+
+struct fixture {
+  keel::app app;
+  explicit fixture(keel::options o = test_options()) : app(o) {
+    app.get("/", [](context& ctx) -> task<response> {
+      co_return response::text("root query=" + std::string(ctx.req().query_string()));
+    });
+    app.get("/items/{id}", whole_body);
+    app.get("/streamed/items/{id}", streamed_body).stream_body(1 << 20);
+    app.post("/items/{id}", whole_body);
+    app.post("/streamed/items/{id}", streamed_body).stream_body(1 << 20);
+    app.get("/secret", [](context&) -> task<response> {
+      ++secret_hits;
+      co_return response::text("secret");
+    });
+    // Reads nothing of its body and answers with a stream.
+    app.post("/report", [](context&) -> task<response> { co_return keel::stream_response(one_line); })
+        .stream_body(1 << 20);
+    // Reads all of its body, then streams.
+    app.post("/report-after-reading", [](context& ctx) -> task<response> {
+      while (co_await ctx.body_stream().read_some()) {
+      }
+      co_return keel::stream_response(one_line);
+    }).stream_body(1 << 20);
+    // A body keel reads whole, answered by a stream that stays open.
+    app.post("/held", [](context&) -> task<response> { co_return keel::stream_response(held_open); });
+    app.ws("/ws", echo);
+  }
+};
+
+// `head_fields` come last: the head's storage then has no room to spare.
+std::string chunked_get(std::string const& target, std::string const& head_fields, std::string const& trailer) {
+  return "GET " + target + " HTTP/1.1\r\nHost: x\r\nX-Probe: probe-value\r\nTransfer-Encoding: chunked\r\n" +
+         head_fields + "\r\n3\r\nabc\r\n0\r\n" + trailer + "\r\n";
+}
+
+// One request on a fresh connection (whose head storage has no spare room).
+kt::http_response once(std::uint16_t port, std::string const& raw) {
+  kt::client c(port);
+  c.send_raw(raw);
+  return c.read_response();
+}
+
+}  // namespace
+
+TEST_CASE("a large chunked trailer leaves the route's parameters and headers intact", "[framing][trailers]") {
+  fixture f;
+  kt::running_app run(f.app);
+  std::string expected = " probe=probe-value auth=none host=x hosts=1 query= body=abc";
+  for (std::string prefix : {"", "/streamed"}) {
+    INFO("route " << prefix << "/items/{id}");
+    auto r = once(run.port(), chunked_get(prefix + "/items/42", "", "X-Pad: " + std::string(6000, 'p') + "\r\n"));
+    CHECK(r.status == 200);
+    CHECK(r.body == "id=42 path=" + prefix + "/items/42" + expected);
+    // The same on a kept-alive connection whose storage has grown already.
+    kt::client c(run.port());
+    CHECK(c.get(prefix + "/items/1").status == 200);
+    c.send_raw(chunked_get(prefix + "/items/43", "", "X-Pad: " + std::string(6000, 'q') + "\r\n"));
+    auto again = c.read_response();
+    CHECK(again.status == 200);
+    CHECK(again.body == "id=43 path=" + prefix + "/items/43" + expected);
+  }
+}
+
+TEST_CASE("a large head and a trailer under a raised max_head leave the views intact", "[framing][trailers]") {
+  auto o = test_options();
+  o.max_head = 1024 * 1024;
+  fixture f(o);
+  kt::running_app run(f.app);
+  std::string big = "X-Big: " + std::string(200'000, 'b') + "\r\n";
+  std::string expected = " probe=probe-value auth=none host=x hosts=1 query= body=abc";
+  for (std::string prefix : {"", "/streamed"}) {
+    INFO("route " << prefix << "/items/{id}");
+    auto r = once(run.port(), chunked_get(prefix + "/items/42", big, "X-Pad: " + std::string(1000, 'p') + "\r\n"));
+    CHECK(r.status == 200);
+    CHECK(r.body == "id=42 path=" + prefix + "/items/42" + expected);
+  }
+}
+
+TEST_CASE("trailer fields are dropped: never headers, never a second Host", "[framing][trailers]") {
+  fixture f;
+  kt::running_app run(f.app);
+  for (std::string prefix : {"", "/streamed"}) {
+    INFO("route " << prefix << "/items/{id}");
+    auto r = once(run.port(), chunked_get(prefix + "/items/7", "",
+                                          "Authorization: Bearer from-trailer\r\nHost: evil\r\nX-Probe: trailer\r\n"));
+    CHECK(r.status == 200);
+    CHECK(r.body == "id=7 path=" + prefix + "/items/7 probe=probe-value auth=none host=x hosts=1 query= body=abc");
+  }
+}
+
+TEST_CASE("a trailer section past max_header_count fields or max_head bytes gets 431 and a closed connection",
+          "[framing][trailers][limits]") {
+  auto o = test_options();
+  o.max_head = 1024;
+  o.max_header_count = 5;
+  fixture f(o);
+  kt::running_app run(f.app);
+  for (std::string prefix : {"", "/streamed"}) {
+    INFO("route " << prefix << "/items/{id}");
+    auto target = prefix + "/items/1";
+    std::string five, six;
+    for (int i = 0; i < 5; ++i) five += "X-T" + std::to_string(i) + ": v\r\n";
+    six = five + "X-T5: v\r\n";
+    CHECK(once(run.port(), chunked_get(target, "", five)).status == 200);
+    CHECK(once(run.port(), chunked_get(target, "", "X-Pad: " + std::string(900, 'p') + "\r\n")).status == 200);
+    {
+      INFO("six trailer fields");
+      kt::client c(run.port());
+      c.send_raw(chunked_get(target, "", six));
+      auto r = c.read_response();
+      CHECK(r.status == 431);
+      CHECK(r.header("Connection") == "close");
+      CHECK(c.closed_by_server());
+    }
+    {
+      INFO("a whole trailer section of 1,100 bytes");
+      kt::client c(run.port());
+      c.send_raw(chunked_get(target, "", "X-Pad: " + std::string(1100, 'p') + "\r\n"));
+      auto r = c.read_response();
+      CHECK(r.status == 431);
+      CHECK(r.header("Connection") == "close");
+      CHECK(c.closed_by_server());
+    }
+    {
+      INFO("a trailer section still arriving past 1,024 bytes is answered without waiting for its end");
+      kt::client c(run.port());
+      auto unfinished = chunked_get(target, "", "X-Pad: " + std::string(3000, 'p'));
+      c.send_raw(unfinished.substr(0, unfinished.size() - 2));
+      auto r = c.read_response();
+      CHECK(r.status == 431);
+      CHECK(c.closed_by_server());
+    }
+  }
+}
