@@ -3,6 +3,7 @@
 #include <boost/beast/core/string.hpp>
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/field.hpp>
+#include <boost/beast/http/rfc7230.hpp>
 
 #include <algorithm>
 
@@ -78,6 +79,11 @@ void request_parser::on_field_impl(http::field name, sv name_string,
     case http::field::expect:
       expect_continue_ = boost::beast::iequals(value, "100-continue");
       break;
+    case http::field::upgrade:
+      for (auto protocol : http::token_list{value}) {
+        if (boost::beast::iequals(protocol, "websocket")) upgrade_websocket_ = true;
+      }
+      break;
     default:
       break;
   }
@@ -139,5 +145,7 @@ std::pair<unsigned, std::string_view> request_parser::oversized_chunk_framing(st
   if (!last_chunk) return malformed;
   return {431, "the trailer section is larger than max_head"};
 }
+
+void request_parser::release_body() { std::string().swap(req_.body_); }
 
 }  // namespace keel::detail

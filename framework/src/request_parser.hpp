@@ -30,6 +30,8 @@ class request_parser final : public boost::beast::http::basic_parser<true> {
   std::string_view reject_detail() const { return reject_detail_; }
   bool expects_continue() const { return expect_continue_; }
   bool chunked_body() const { return chunked_; }
+  /// A WebSocket opening handshake by its head (Connection: upgrade, Upgrade: websocket).
+  bool websocket_upgrade() const { return upgrade_websocket_ && upgrade(); }
   /// Whether the request line has been parsed (Beast consumes it before the fields).
   bool request_line_done() const { return request_line_done_; }
 
@@ -43,6 +45,10 @@ class request_parser final : public boost::beast::http::basic_parser<true> {
   /// max_head without the parser taking any: 431 for a trailer section (the
   /// last chunk's line is complete), 400 for a chunk line no sane client sends.
   static std::pair<unsigned, std::string_view> oversized_chunk_framing(std::string_view pending);
+
+  /// Frees the body's storage (not only its bytes): for a connection that a
+  /// streamed response or an upgrade keeps for long.
+  void release_body();
 
  private:
   void reject(error_code& ec, unsigned status, std::string_view detail);
@@ -74,6 +80,7 @@ class request_parser final : public boost::beast::http::basic_parser<true> {
   bool has_content_length_ = false;
   bool transfer_encoding_ends_chunked_ = false;
   bool expect_continue_ = false;
+  bool upgrade_websocket_ = false;
   bool chunked_ = false;
   bool request_line_done_ = false;
   bool streaming_ = false;

@@ -323,6 +323,15 @@ task<void> run_session(std::shared_ptr<connection> self, Stream& s) {
       streamed_body->done = parser.is_done();
       ctx.body_stream().attach(&*streamed_body);
     }
+    if (!parser.is_done() && parser.websocket_upgrade() && c.req.method() == verb::get) {
+      // A WebSocket handshake carries no body (RFC 6455 §4.1): one would
+      // otherwise be read, then kept for the life of the WebSocket.
+      head_result with_body{outcome::reject, 400, "a WebSocket upgrade request must not carry a body"};
+      auto res = co_await answer_rejection(c, ctx, with_body);
+      co_await write_response(c, s, res, {c.req.version(), false, false});
+      linger = true;
+      break;
+    }
     if (!parser.is_done()) {
       std::uint64_t limit = streamed ? *match.options->stream_body : max_body;
       auto length = parser.content_length();
@@ -410,10 +419,21 @@ task<void> run_session(std::shared_ptr<connection> self, Stream& s) {
     // Upgrades (101) and streamed responses (SSE, keel/stream.hpp) take the
     // connection over; a stream that ended cleanly may hand it back.
     if (res.upgrade) {
+      // What the handler left of a streamed body must never be read as the
+      // next request: the stream says Connection: close, the connection ends
+      // after it. Draining it first would hold the stream's head back.
+      bool unread_body = streamed_body && !streamed_body->done;
+      if (unread_body) res.close = true;
+      linger = linger || unread_body;
+      // The takeover may last hours: the body's storage goes now, not at the
+      // next request (a stream handler that needs the body copies it).
+      parser.release_body();
+      ctx.replace_body({});
       c.state = phase::upgraded;
       c.reuse_after_upgrade = false;
       co_await res.upgrade(ctx, res);
-      if (!c.reuse_after_upgrade) break;  // only a cleanly ended stream sets it
+      // Only a cleanly ended stream sets reuse_after_upgrade.
+      if (!c.reuse_after_upgrade || unread_body) break;
       c.reason = cancel_reason::none;
       continue;
     }
