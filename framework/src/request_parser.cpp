@@ -26,25 +26,62 @@ void request_parser::reject(error_code& ec, unsigned status, std::string_view de
   ec = http::error::bad_value;
 }
 
+namespace {
+
+bool starts_with_nocase(std::string_view s, std::string_view prefix) {
+  return s.size() >= prefix.size() && boost::beast::iequals(s.substr(0, prefix.size()), prefix);
+}
+
+}  // namespace
+
 void request_parser::on_request_impl(verb method, sv method_str,
-                                     sv target, int version, error_code&) {
+                                     sv target, int version, error_code& ec) {
   req_.method_ = method;
   req_.version_ = static_cast<unsigned>(version);
   req_.method_ref_ = req_.store(method_str);
-  req_.target_ref_ = req_.store(target);
   request_line_done_ = true;
+  std::string_view t(target.data(), target.size());
+  std::size_t scheme = starts_with_nocase(t, "http://") ? 7 : starts_with_nocase(t, "https://") ? 8 : 0;
+  if (scheme == 0) {
+    req_.target_ref_ = req_.store(t);
+    return;
+  }
+  // RFC 9112 §3.2.2: a server MUST accept the absolute-form. It is routed on
+  // its path and query, and its authority replaces Host (§3.2.3).
+  t.remove_prefix(scheme);
+  auto end = t.find_first_of("/?");
+  auto authority = t.substr(0, end);
+  t.remove_prefix(authority.size());
+  // No userinfo (RFC 9110 §4.2.4): "http://a@b/" names two hosts.
+  if (authority.empty() || authority.find('@') != std::string_view::npos) {
+    return reject(ec, 400, "an absolute-form target without a valid authority");
+  }
+  authority_ = req_.store(authority);
+  if (t.empty() || t.front() == '?') {
+    auto slash = req_.store("/");
+    req_.store(t);
+    req_.target_ref_ = {slash.offset, static_cast<std::uint32_t>(t.size() + 1)};
+  } else {
+    req_.target_ref_ = req_.store(t);
+  }
 }
 
 namespace {
 
-// The last coding of a Transfer-Encoding list, trimmed.
-std::string_view last_coding(std::string_view value) {
-  auto comma = value.rfind(',');
-  auto last = comma == std::string_view::npos ? value : value.substr(comma + 1);
-  while (!last.empty() && (last.front() == ' ' || last.front() == '\t')) last.remove_prefix(1);
-  while (!last.empty() && (last.back() == ' ' || last.back() == '\t')) last.remove_suffix(1);
-  auto semi = last.find(';');
-  return semi == std::string_view::npos ? last : last.substr(0, semi);
+// Each coding of a Transfer-Encoding list, trimmed, without its parameters;
+// empty list elements are skipped (RFC 9110 §5.6.1).
+template <class F>
+void for_each_coding(std::string_view value, F&& f) {
+  while (!value.empty()) {
+    auto comma = value.find(',');
+    auto item = value.substr(0, comma);
+    value.remove_prefix(comma == std::string_view::npos ? value.size() : comma + 1);
+    auto semi = item.find(';');
+    if (semi != std::string_view::npos) item = item.substr(0, semi);
+    while (!item.empty() && (item.front() == ' ' || item.front() == '\t')) item.remove_prefix(1);
+    while (!item.empty() && (item.back() == ' ' || item.back() == '\t')) item.remove_suffix(1);
+    if (!item.empty()) f(item);
+  }
 }
 
 }  // namespace
@@ -64,14 +101,20 @@ void request_parser::on_field_impl(http::field name, sv name_string,
   if (req_.headers_.size() >= max_header_count_) {
     return reject(ec, 431, "too many header fields");
   }
+  std::optional<request::ref> stored_value;
   switch (name) {
     case http::field::host:
       ++host_count_;
+      stored_value = authority_;
       break;
     case http::field::transfer_encoding:
       has_transfer_encoding_ = true;
-      // Only the last Transfer-Encoding line's last coding frames the body.
-      transfer_encoding_ends_chunked_ = boost::beast::iequals(last_coding(value), "chunked");
+      // The codings of every Transfer-Encoding line, in order, form one list.
+      for_each_coding(value, [this](std::string_view coding) {
+        if (te_ends_chunked_) te_chunked_twice_ = true;
+        te_ends_chunked_ = boost::beast::iequals(coding, "chunked");
+        if (!te_ends_chunked_) te_unknown_coding_ = true;
+      });
       break;
     case http::field::content_length:
       has_content_length_ = true;
@@ -88,7 +131,7 @@ void request_parser::on_field_impl(http::field name, sv name_string,
       break;
   }
   auto n = req_.store(name_string);
-  auto v = req_.store(value);
+  auto v = stored_value ? *stored_value : req_.store(value);
   req_.headers_.push_back({n, v});
 }
 
@@ -98,13 +141,17 @@ void request_parser::on_header_impl(error_code& ec) {
   if (req_.version_ >= 11 && host_count_ == 0) return reject(ec, 400, "missing Host header");
   if (host_count_ > 1) return reject(ec, 400, "repeated Host header");
   if (has_transfer_encoding_) {
-    // §6.1: a request whose final coding is not chunked cannot be framed; and a
-    // request with both framings is a smuggling attempt more often than not.
+    // §6.1, §6.3: a request whose final coding is not chunked cannot be
+    // framed; chunked twice is malformed; a coding keel does not decode
+    // (anything but chunked) is 501; and a request with both framings is a
+    // smuggling attempt more often than not.
     if (req_.version_ < 11) return reject(ec, 400, "Transfer-Encoding in an HTTP/1.0 request");
-    if (!transfer_encoding_ends_chunked_) {
+    if (!te_ends_chunked_) {
       return reject(ec, 400, "Transfer-Encoding whose final coding is not chunked");
     }
+    if (te_chunked_twice_) return reject(ec, 400, "Transfer-Encoding applies chunked more than once");
     if (has_content_length_) return reject(ec, 400, "both Transfer-Encoding and Content-Length");
+    if (te_unknown_coding_) return reject(ec, 501, "a transfer coding keel does not implement (only chunked)");
   }
   req_.keep_alive_ = keep_alive();
   chunked_ = chunked();

@@ -2,7 +2,7 @@
 // keel's request parser: Beast's basic_parser (the RFC 9112 grammar) feeding a
 // keel::request whose storage is reused across requests, plus the checks RFC
 // 9112 makes a server's duty that Beast leaves to its user (Host rules,
-// Transfer-Encoding rules, header count, trailers).
+// Transfer-Encoding rules, header count, absolute-form targets, trailers).
 //
 // The request's head storage is final once the head is parsed: the route's
 // parameters and every view a handler holds point into it while the body is
@@ -12,6 +12,7 @@
 
 #include <boost/beast/http/basic_parser.hpp>
 
+#include <optional>
 #include <string_view>
 #include <utility>
 
@@ -73,14 +74,17 @@ class request_parser final : public boost::beast::http::basic_parser<true> {
   unsigned reject_status_ = 0;
   std::string_view reject_detail_;
   unsigned host_count_ = 0;
-  bool head_done_ = false;  // fields from now on are trailers
+  std::optional<request::ref> authority_;  // an absolute-form target's: it stands for Host
+  bool head_done_ = false;               // fields from now on are trailers
   std::size_t trailer_count_ = 0;
   std::size_t trailer_bytes_ = 0;
   bool has_transfer_encoding_ = false;
   bool has_content_length_ = false;
-  bool transfer_encoding_ends_chunked_ = false;
-  bool expect_continue_ = false;
+  bool te_ends_chunked_ = false;    // the last coding so far is chunked
+  bool te_chunked_twice_ = false;   // chunked before another coding, or twice
+  bool te_unknown_coding_ = false;  // a coding keel does not decode
   bool upgrade_websocket_ = false;
+  bool expect_continue_ = false;
   bool chunked_ = false;
   bool request_line_done_ = false;
   bool streaming_ = false;

@@ -2,7 +2,8 @@
 // chunked trailers that must neither move the request's storage under the
 // route's views nor pass for headers, and their bounds; a streamed response
 // that must not leave its unread body to be parsed as the next request; a
-// body on a WebSocket handshake, and a request body a stream must not pin.
+// body on a WebSocket handshake, and a request body a stream must not pin;
+// absolute-form targets; transfer codings keel does not implement.
 #include <catch2/catch.hpp>
 
 #include "process_helpers.hpp"
@@ -82,6 +83,9 @@ task<void> echo(keel::websocket& ws) {
 struct fixture {
   keel::app app;
   explicit fixture(keel::options o = test_options()) : app(o) {
+    app.get("/", [](context& ctx) -> task<response> {
+      co_return response::text("root query=" + std::string(ctx.req().query_string()));
+    });
     app.get("/items/{id}", whole_body);
     app.get("/streamed/items/{id}", streamed_body).stream_body(1 << 20);
     app.post("/items/{id}", whole_body);
@@ -292,4 +296,61 @@ TEST_CASE("a request body answered by a stream is released before the stream run
   INFO("held " << before << " KiB before " << n << " held streams, " << after << " KiB with them");
   // Each pinned body would add 512 KiB: 8 MiB in all.
   CHECK(after < before + 2 * 1024);
+}
+
+TEST_CASE("an absolute-form target is routed on its path and query; its authority stands for Host",
+          "[framing][rfc9112]") {
+  fixture f;
+  kt::running_app run(f.app);
+  auto r = once(run.port(), "GET http://example.test/items/9?x=1 HTTP/1.1\r\nHost: example.test\r\n\r\n");
+  CHECK(r.status == 200);
+  CHECK(r.body == "id=9 path=/items/9 probe=none auth=none host=example.test hosts=1 query=x=1 body=");
+  // RFC 9112 §3.2.3: the target's authority, not the Host field, names the host.
+  auto other = once(run.port(), "GET HTTPS://example.test:8443/items/9 HTTP/1.1\r\nHost: elsewhere\r\n\r\n");
+  CHECK(other.status == 200);
+  CHECK(other.body == "id=9 path=/items/9 probe=none auth=none host=example.test:8443 hosts=1 query= body=");
+  // The Host rules still hold; an authority must be there and be a host.
+  for (char const* bad : {"GET http://example.test/items/9 HTTP/1.1\r\n\r\n",
+                          "GET http://example.test/items/9 HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+                          "GET http:///items/9 HTTP/1.1\r\nHost: a\r\n\r\n",
+                          "GET http://user@example.test/items/9 HTTP/1.1\r\nHost: a\r\n\r\n"}) {
+    INFO(bad);
+    kt::client c(run.port());
+    c.send_raw(bad);
+    CHECK(c.read_response().status == 400);
+    CHECK(c.closed_by_server());
+  }
+  // No path: the root.
+  auto root = once(run.port(), "GET http://example.test?x=1 HTTP/1.1\r\nHost: example.test\r\n\r\n");
+  CHECK(root.status == 200);
+  CHECK(root.body == "root query=x=1");
+}
+
+TEST_CASE("a transfer coding keel does not implement gets 501 and a closed connection", "[framing][rfc9112]") {
+  fixture f;
+  kt::running_app run(f.app);
+  std::string body = "\r\n\r\n3\r\nabc\r\n0\r\n\r\n";
+  for (std::string te : {"Transfer-Encoding: foo, chunked", "Transfer-Encoding: gzip, chunked",
+                         "Transfer-Encoding: identity, chunked", "Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked",
+                         "Transfer-Encoding: x;q=1 , chunked"}) {
+    INFO(te);
+    kt::client c(run.port());
+    c.send_raw("POST /items/1 HTTP/1.1\r\nHost: x\r\n" + te + body);
+    auto r = c.read_response();
+    CHECK(r.status == 501);
+    CHECK(r.header("Connection") == "close");
+    CHECK(c.closed_by_server());
+  }
+  for (std::string te : {"Transfer-Encoding: chunked, chunked", "Transfer-Encoding: chunked, gzip"}) {
+    INFO(te);
+    kt::client c(run.port());
+    c.send_raw("POST /items/1 HTTP/1.1\r\nHost: x\r\n" + te + body);
+    CHECK(c.read_response().status == 400);
+    CHECK(c.closed_by_server());
+  }
+  for (std::string te : {"Transfer-Encoding: chunked", "Transfer-Encoding: CHUNKED"}) {
+    INFO(te);
+    auto r = once(run.port(), "POST /items/1 HTTP/1.1\r\nHost: x\r\n" + te + body);
+    CHECK(r.status == 200);
+  }
 }
