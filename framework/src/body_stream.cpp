@@ -103,6 +103,7 @@ task<std::optional<std::string_view>> next_piece(body_source& b, Stream& s) {
       c.buffer.consume(n);
       b.consumed += n;
       if (ec && ec != http::error::need_more) {
+        if (p.reject_status() != 0) fail(b, p.reject_status(), p.reject_detail());
         if (ec == http::error::body_limit) fail(b, 413, "the body is larger than this route accepts");
         fail(b, 400, "malformed request body");
       }
@@ -113,8 +114,14 @@ task<std::optional<std::string_view>> next_piece(body_source& b, Stream& s) {
       if (!piece.empty()) co_return piece;
       if (b.done) co_return std::nullopt;
       if (n > 0) continue;
-      // Nothing consumed: a chunk header longer than any sane one.
-      if (c.buffer.size() > o.max_head) fail(b, 400, "malformed chunked body");
+      // Nothing consumed: a chunk header longer than any sane one, or a
+      // trailer section past its bound (what Beast holds for it unparsed).
+      if (c.buffer.size() > o.max_head) {
+        auto pending = c.buffer.data();
+        auto [status, detail] =
+            request_parser::oversized_chunk_framing({static_cast<char const*>(pending.data()), pending.size()});
+        fail(b, status, detail);
+      }
     }
     paused_deadline pause(b);
     c.state = phase::reading_body;

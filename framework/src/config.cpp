@@ -453,9 +453,11 @@ std::chrono::milliseconds parse_duration(std::string_view text) {
       throw bad_duration(text, "use a unit: 250ms, 10s, 2m");
     }
     auto part = scale(d, unit);
-    if (!part || __builtin_add_overflow(total, *part, &total) ||
-        total > std::uint64_t(std::numeric_limits<milliseconds::rep>::max()))
-      throw bad_duration(text, "too large");
+    // Deadlines are steady_clock time points in nanoseconds: now + ~292 years
+    // overflows and is already past. No timeout needs more than a year.
+    constexpr std::uint64_t longest = 8760ull * 3'600'000;
+    if (!part || __builtin_add_overflow(total, *part, &total) || total > longest)
+      throw bad_duration(text, "too large (at most 8760h, one year)");
     if (*part == 0 && (d.whole != 0 || d.frac != 0))
       throw bad_duration(text, "below the 1ms resolution");
   }

@@ -3,6 +3,7 @@
 #include <boost/beast/core/string.hpp>
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/field.hpp>
+#include <boost/beast/http/rfc7230.hpp>
 
 #include <algorithm>
 
@@ -13,7 +14,7 @@ using sv = boost::beast::string_view;
 
 request_parser::request_parser(request& req, std::size_t max_head, std::size_t max_header_count,
                                std::size_t max_body)
-    : req_(req), max_header_count_(max_header_count) {
+    : req_(req), max_head_(max_head), max_header_count_(max_header_count) {
   req_.clear();
   header_limit(static_cast<std::uint32_t>(max_head));
   body_limit(max_body);
@@ -25,42 +26,95 @@ void request_parser::reject(error_code& ec, unsigned status, std::string_view de
   ec = http::error::bad_value;
 }
 
+namespace {
+
+bool starts_with_nocase(std::string_view s, std::string_view prefix) {
+  return s.size() >= prefix.size() && boost::beast::iequals(s.substr(0, prefix.size()), prefix);
+}
+
+}  // namespace
+
 void request_parser::on_request_impl(verb method, sv method_str,
-                                     sv target, int version, error_code&) {
+                                     sv target, int version, error_code& ec) {
   req_.method_ = method;
   req_.version_ = static_cast<unsigned>(version);
   req_.method_ref_ = req_.store(method_str);
-  req_.target_ref_ = req_.store(target);
   request_line_done_ = true;
+  std::string_view t(target.data(), target.size());
+  std::size_t scheme = starts_with_nocase(t, "http://") ? 7 : starts_with_nocase(t, "https://") ? 8 : 0;
+  if (scheme == 0) {
+    req_.target_ref_ = req_.store(t);
+    return;
+  }
+  // RFC 9112 §3.2.2: a server MUST accept the absolute-form. It is routed on
+  // its path and query, and its authority replaces Host (§3.2.3).
+  t.remove_prefix(scheme);
+  auto end = t.find_first_of("/?");
+  auto authority = t.substr(0, end);
+  t.remove_prefix(authority.size());
+  // No userinfo (RFC 9110 §4.2.4): "http://a@b/" names two hosts.
+  if (authority.empty() || authority.find('@') != std::string_view::npos) {
+    return reject(ec, 400, "an absolute-form target without a valid authority");
+  }
+  authority_ = req_.store(authority);
+  if (t.empty() || t.front() == '?') {
+    auto slash = req_.store("/");
+    req_.store(t);
+    req_.target_ref_ = {slash.offset, static_cast<std::uint32_t>(t.size() + 1)};
+  } else {
+    req_.target_ref_ = req_.store(t);
+  }
 }
 
 namespace {
 
-// The last coding of a Transfer-Encoding list, trimmed.
-std::string_view last_coding(std::string_view value) {
-  auto comma = value.rfind(',');
-  auto last = comma == std::string_view::npos ? value : value.substr(comma + 1);
-  while (!last.empty() && (last.front() == ' ' || last.front() == '\t')) last.remove_prefix(1);
-  while (!last.empty() && (last.back() == ' ' || last.back() == '\t')) last.remove_suffix(1);
-  auto semi = last.find(';');
-  return semi == std::string_view::npos ? last : last.substr(0, semi);
+// Each coding of a Transfer-Encoding list, trimmed, without its parameters;
+// empty list elements are skipped (RFC 9110 §5.6.1).
+template <class F>
+void for_each_coding(std::string_view value, F&& f) {
+  while (!value.empty()) {
+    auto comma = value.find(',');
+    auto item = value.substr(0, comma);
+    value.remove_prefix(comma == std::string_view::npos ? value.size() : comma + 1);
+    auto semi = item.find(';');
+    if (semi != std::string_view::npos) item = item.substr(0, semi);
+    while (!item.empty() && (item.front() == ' ' || item.front() == '\t')) item.remove_prefix(1);
+    while (!item.empty() && (item.back() == ' ' || item.back() == '\t')) item.remove_suffix(1);
+    if (!item.empty()) f(item);
+  }
 }
 
 }  // namespace
 
 void request_parser::on_field_impl(http::field name, sv name_string,
                                    sv value, error_code& ec) {
+  if (head_done_) {
+    // A trailer: never a header (RFC 9110 §6.5.1), and never stored, since
+    // the head's storage must not move under the route's views. Its limits
+    // are the head's, counted apart; past them the body is mid-flight, so
+    // the connection closes after the 431.
+    trailer_bytes_ += name_string.size() + value.size() + 4;
+    if (++trailer_count_ > max_header_count_) return reject(ec, 431, "too many trailer fields");
+    if (trailer_bytes_ > max_head_) return reject(ec, 431, "the trailer section is larger than max_head");
+    return;
+  }
   if (req_.headers_.size() >= max_header_count_) {
     return reject(ec, 431, "too many header fields");
   }
+  std::optional<request::ref> stored_value;
   switch (name) {
     case http::field::host:
       ++host_count_;
+      stored_value = authority_;
       break;
     case http::field::transfer_encoding:
       has_transfer_encoding_ = true;
-      // Only the last Transfer-Encoding line's last coding frames the body.
-      transfer_encoding_ends_chunked_ = boost::beast::iequals(last_coding(value), "chunked");
+      // The codings of every Transfer-Encoding line, in order, form one list.
+      for_each_coding(value, [this](std::string_view coding) {
+        if (te_ends_chunked_) te_chunked_twice_ = true;
+        te_ends_chunked_ = boost::beast::iequals(coding, "chunked");
+        if (!te_ends_chunked_) te_unknown_coding_ = true;
+      });
       break;
     case http::field::content_length:
       has_content_length_ = true;
@@ -68,26 +122,36 @@ void request_parser::on_field_impl(http::field name, sv name_string,
     case http::field::expect:
       expect_continue_ = boost::beast::iequals(value, "100-continue");
       break;
+    case http::field::upgrade:
+      for (auto protocol : http::token_list{value}) {
+        if (boost::beast::iequals(protocol, "websocket")) upgrade_websocket_ = true;
+      }
+      break;
     default:
       break;
   }
   auto n = req_.store(name_string);
-  auto v = req_.store(value);
+  auto v = stored_value ? *stored_value : req_.store(value);
   req_.headers_.push_back({n, v});
 }
 
 void request_parser::on_header_impl(error_code& ec) {
+  head_done_ = true;
   // RFC 9112 §3.2: exactly one Host in HTTP/1.1, at most one otherwise.
   if (req_.version_ >= 11 && host_count_ == 0) return reject(ec, 400, "missing Host header");
   if (host_count_ > 1) return reject(ec, 400, "repeated Host header");
   if (has_transfer_encoding_) {
-    // §6.1: a request whose final coding is not chunked cannot be framed; and a
-    // request with both framings is a smuggling attempt more often than not.
+    // §6.1, §6.3: a request whose final coding is not chunked cannot be
+    // framed; chunked twice is malformed; a coding keel does not decode
+    // (anything but chunked) is 501; and a request with both framings is a
+    // smuggling attempt more often than not.
     if (req_.version_ < 11) return reject(ec, 400, "Transfer-Encoding in an HTTP/1.0 request");
-    if (!transfer_encoding_ends_chunked_) {
+    if (!te_ends_chunked_) {
       return reject(ec, 400, "Transfer-Encoding whose final coding is not chunked");
     }
+    if (te_chunked_twice_) return reject(ec, 400, "Transfer-Encoding applies chunked more than once");
     if (has_content_length_) return reject(ec, 400, "both Transfer-Encoding and Content-Length");
+    if (te_unknown_coding_) return reject(ec, 501, "a transfer coding keel does not implement (only chunked)");
   }
   req_.keep_alive_ = keep_alive();
   chunked_ = chunked();
@@ -114,5 +178,21 @@ std::size_t request_parser::on_chunk_body_impl(std::uint64_t, sv body, error_cod
   else req_.body_.append(body);
   return body.size();
 }
+
+std::pair<unsigned, std::string_view> request_parser::oversized_chunk_framing(std::string_view pending) {
+  constexpr std::pair<unsigned, std::string_view> malformed{400, "malformed chunked body"};
+  // The previous chunk's data may still end in its CRLF.
+  if (pending.substr(0, 2) == "\r\n") pending.remove_prefix(2);
+  auto eol = pending.find("\r\n");
+  if (eol == std::string_view::npos) return malformed;
+  auto line = pending.substr(0, eol);
+  if (line.empty() || line.front() != '0') return malformed;
+  auto rest = line.find_first_not_of('0');
+  bool last_chunk = rest == std::string_view::npos || line[rest] == ';' || line[rest] == ' ' || line[rest] == '\t';
+  if (!last_chunk) return malformed;
+  return {431, "the trailer section is larger than max_head"};
+}
+
+void request_parser::release_body() { std::string().swap(req_.body_); }
 
 }  // namespace keel::detail

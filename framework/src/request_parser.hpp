@@ -2,11 +2,17 @@
 // keel's request parser: Beast's basic_parser (the RFC 9112 grammar) feeding a
 // keel::request whose storage is reused across requests, plus the checks RFC
 // 9112 makes a server's duty that Beast leaves to its user (Host rules,
-// Transfer-Encoding rules, header count).
+// Transfer-Encoding rules, header count, absolute-form targets, trailers).
+//
+// The request's head storage is final once the head is parsed: the route's
+// parameters and every view a handler holds point into it while the body is
+// still arriving. Trailer fields (which Beast hands over like header fields)
+// are counted against their limits and dropped, never stored.
 #include <keel/request.hpp>
 
 #include <boost/beast/http/basic_parser.hpp>
 
+#include <optional>
 #include <string_view>
 #include <utility>
 
@@ -25,6 +31,8 @@ class request_parser final : public boost::beast::http::basic_parser<true> {
   std::string_view reject_detail() const { return reject_detail_; }
   bool expects_continue() const { return expect_continue_; }
   bool chunked_body() const { return chunked_; }
+  /// A WebSocket opening handshake by its head (Connection: upgrade, Upgrade: websocket).
+  bool websocket_upgrade() const { return upgrade_websocket_ && upgrade(); }
   /// Whether the request line has been parsed (Beast consumes it before the fields).
   bool request_line_done() const { return request_line_done_; }
 
@@ -33,6 +41,15 @@ class request_parser final : public boost::beast::http::basic_parser<true> {
   /// it was given, for take_piece(). Switch on after the head, before the body.
   void stream_body() { streaming_ = true; }
   std::string_view take_piece() { return std::exchange(piece_, {}); }
+
+  /// The answer when a chunked body's unparsed bytes (`pending`) outgrow
+  /// max_head without the parser taking any: 431 for a trailer section (the
+  /// last chunk's line is complete), 400 for a chunk line no sane client sends.
+  static std::pair<unsigned, std::string_view> oversized_chunk_framing(std::string_view pending);
+
+  /// Frees the body's storage (not only its bytes): for a connection that a
+  /// streamed response or an upgrade keeps for long.
+  void release_body();
 
  private:
   void reject(error_code& ec, unsigned status, std::string_view detail);
@@ -52,13 +69,21 @@ class request_parser final : public boost::beast::http::basic_parser<true> {
   void on_finish_impl(error_code&) override {}
 
   request& req_;
+  std::size_t max_head_;
   std::size_t max_header_count_;
   unsigned reject_status_ = 0;
   std::string_view reject_detail_;
   unsigned host_count_ = 0;
+  std::optional<request::ref> authority_;  // an absolute-form target's: it stands for Host
+  bool head_done_ = false;               // fields from now on are trailers
+  std::size_t trailer_count_ = 0;
+  std::size_t trailer_bytes_ = 0;
   bool has_transfer_encoding_ = false;
   bool has_content_length_ = false;
-  bool transfer_encoding_ends_chunked_ = false;
+  bool te_ends_chunked_ = false;    // the last coding so far is chunked
+  bool te_chunked_twice_ = false;   // chunked before another coding, or twice
+  bool te_unknown_coding_ = false;  // a coding keel does not decode
+  bool upgrade_websocket_ = false;
   bool expect_continue_ = false;
   bool chunked_ = false;
   bool request_line_done_ = false;

@@ -162,6 +162,13 @@ task<head_result> read_head(connection& c, Stream& s, request_parser& p, bool fr
   }
 }
 
+head_result oversized_chunk_framing(connection const& c) {
+  auto pending = c.buffer.data();
+  auto [status, detail] =
+      request_parser::oversized_chunk_framing({static_cast<char const*>(pending.data()), pending.size()});
+  return {outcome::reject, status, std::string(detail)};
+}
+
 template <class Stream>
 task<head_result> read_body(connection& c, Stream& s, request_parser& p) {
   auto const& o = c.server.opts;
@@ -181,8 +188,9 @@ task<head_result> read_body(connection& c, Stream& s, request_parser& p) {
       if (ec && ec != http::error::need_more) co_return parse_failure(p, ec);
       if (p.is_done()) break;
       if (n > 0) continue;
-      // Nothing consumed: a chunk header longer than any sane one.
-      if (c.buffer.size() > o.max_head) co_return head_result{outcome::reject, 400, "malformed chunked body"};
+      // Nothing consumed: a chunk header longer than any sane one, or a
+      // trailer section past its bound (what Beast holds for it unparsed).
+      if (c.buffer.size() > o.max_head) co_return oversized_chunk_framing(c);
     }
     c.state = phase::reading_body;
     c.wd->arm(body_read_deadline(o, started, received));
@@ -315,6 +323,15 @@ task<void> run_session(std::shared_ptr<connection> self, Stream& s) {
       streamed_body->done = parser.is_done();
       ctx.body_stream().attach(&*streamed_body);
     }
+    if (!parser.is_done() && parser.websocket_upgrade() && c.req.method() == verb::get) {
+      // A WebSocket handshake carries no body (RFC 6455 §4.1): one would
+      // otherwise be read, then kept for the life of the WebSocket.
+      head_result with_body{outcome::reject, 400, "a WebSocket upgrade request must not carry a body"};
+      auto res = co_await answer_rejection(c, ctx, with_body);
+      co_await write_response(c, s, res, {c.req.version(), false, false});
+      linger = true;
+      break;
+    }
     if (!parser.is_done()) {
       std::uint64_t limit = streamed ? *match.options->stream_body : max_body;
       auto length = parser.content_length();
@@ -402,10 +419,21 @@ task<void> run_session(std::shared_ptr<connection> self, Stream& s) {
     // Upgrades (101) and streamed responses (SSE, keel/stream.hpp) take the
     // connection over; a stream that ended cleanly may hand it back.
     if (res.upgrade) {
+      // What the handler left of a streamed body must never be read as the
+      // next request: the stream says Connection: close, the connection ends
+      // after it. Draining it first would hold the stream's head back.
+      bool unread_body = streamed_body && !streamed_body->done;
+      if (unread_body) res.close = true;
+      linger = linger || unread_body;
+      // The takeover may last hours: the body's storage goes now, not at the
+      // next request (a stream handler that needs the body copies it).
+      parser.release_body();
+      ctx.replace_body({});
       c.state = phase::upgraded;
       c.reuse_after_upgrade = false;
       co_await res.upgrade(ctx, res);
-      if (!c.reuse_after_upgrade) break;  // only a cleanly ended stream sets it
+      // Only a cleanly ended stream sets reuse_after_upgrade.
+      if (!c.reuse_after_upgrade || unread_body) break;
       c.reason = cancel_reason::none;
       continue;
     }

@@ -231,6 +231,19 @@ TEST_CASE("a bad duration flag names the flag and the value", "[config][errors]"
         R"(--header-timeout: invalid duration "10" (use a unit: 250ms, 10s, 2m))");
 }
 
+// A deadline is now + duration in steady_clock nanoseconds: ~292 years
+// overflowed it, so an idle_timeout of 300 years cut every connection at once.
+TEST_CASE("a duration longer than a year is refused at startup, naming the setting", "[config][errors][duration]") {
+  CHECK(load({"--idle-timeout", "8760h"}).idle_timeout == 8760h);
+  CHECK(load_error({"--idle-timeout", "2562048h"}) ==
+        R"(--idle-timeout: invalid duration "2562048h" (too large (at most 8760h, one year)))");
+  CHECK_THAT(load_error({"--handler-timeout", "8760h1ms"}), Contains("--handler-timeout"));
+  temp_json file(R"({"drain_delay": "9000h"})");
+  auto msg = load_error({"--config", file.path});
+  CHECK_THAT(msg, Contains("drain_delay"));
+  CHECK_THAT(msg, Contains("at most 8760h"));
+}
+
 TEST_CASE("a bad environment value names the variable and the value", "[config][errors]") {
   fake_env env;
   env.vars["KEEL_HEADER_TIMEOUT"] = "soon";

@@ -34,7 +34,8 @@ class config_error : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-/// "250ms", "10s", "2m", "1h" (also "1.5s"). Throws std::invalid_argument.
+/// "250ms", "10s", "2m", "1h" (also "1.5s"), at most 8760h (one year: a deadline
+/// must fit steady_clock). Throws std::invalid_argument.
 std::chrono::milliseconds parse_duration(std::string_view text);
 /// "1024", "64KiB", "1MiB", "1GiB" (also "64KB"/"1MB" as powers of 1024). Throws std::invalid_argument.
 std::size_t parse_size(std::string_view text);

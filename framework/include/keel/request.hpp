@@ -31,7 +31,9 @@ class request {
   verb method() const { return method_; }
   /// The method as sent (useful when method() is verb::unknown).
   std::string_view method_string() const { return view(method_ref_); }
-  /// The request-target as sent: path and query, percent-encoded.
+  /// The request-target as sent: path and query, percent-encoded. Of an
+  /// absolute-form target (`http://host/path?q`, RFC 9112 §3.2.2) only the
+  /// path and query; its authority is then what header("Host") returns.
   std::string_view target() const { return view(target_ref_); }
   /// The target before '?'.
   std::string_view path() const;
