@@ -2,6 +2,7 @@
 #include <keel/error.hpp>
 #include <keel/json.hpp>
 #include <keel/log.hpp>
+#include <keel/utf8.hpp>
 
 #include "connection.hpp"
 #include "route_tree.hpp"
@@ -45,13 +46,27 @@ std::string percent_decode(std::string_view raw, bool plus_is_space) {
 }
 }  // namespace
 
+// Checked where text is decoded, so that an app cannot pass on bytes a
+// client chose to a JSON body, a log or a WebSocket peer by accident.
 std::string context::param(std::string_view name) const {
+  auto v = param_bytes(name);
+  if (!is_valid_utf8(v)) throw bad_request("the path parameter '" + std::string(name) + "' is not valid UTF-8");
+  return v;
+}
+
+std::optional<std::string> context::query(std::string_view name) const {
+  auto v = query_bytes(name);
+  if (v && !is_valid_utf8(*v)) throw bad_request("the query parameter '" + std::string(name) + "' is not valid UTF-8");
+  return v;
+}
+
+std::string context::param_bytes(std::string_view name) const {
   if (params_ == nullptr) return {};
   auto raw = params_->find(name);
   return raw ? percent_decode(*raw, false) : std::string{};
 }
 
-std::optional<std::string> context::query(std::string_view name) const {
+std::optional<std::string> context::query_bytes(std::string_view name) const {
   // application/x-www-form-urlencoded pairs; keys compared after decoding.
   std::string_view rest = req_.query_string();
   while (!rest.empty()) {
@@ -132,6 +147,10 @@ response context::problem(unsigned status, std::string_view detail, boost::json:
   for (auto& kv : extra) body[kv.key()] = std::move(kv.value());
   response r(status);
   r.body = boost::json::serialize(body);
+  // Boost.JSON writes a string's bytes as they are, and a detail often echoes
+  // what a client sent. Bad bytes can only sit inside strings (the rest is
+  // ASCII), so replacing them keeps the JSON well-formed (RFC 8259 §8.1).
+  if (!is_valid_utf8(r.body)) r.body = to_valid_utf8(r.body);
   r.set_header("Content-Type", "application/problem+json");
   return r;
 }

@@ -3,6 +3,7 @@
 #include <keel/context.hpp>
 #include <keel/log.hpp>
 #include <keel/metrics.hpp>
+#include <keel/utf8.hpp>
 #include <keel/ws.hpp>
 
 #include "connection.hpp"
@@ -37,6 +38,33 @@ namespace detail {
 namespace {
 std::atomic<std::uint64_t> next_ws_id{1};
 constexpr auto tuple_task = asio::as_tuple(use_task);
+
+// A close reason is UTF-8 too, in at most 123 bytes (RFC 6455 §5.5.1): longer
+// is cut at a character boundary, as Beast would throw on it.
+std::string valid_close_reason(std::string reason) {
+  if (!is_valid_utf8(reason)) reason = to_valid_utf8(reason);
+  constexpr std::size_t max_reason = 123;
+  if (reason.size() > max_reason) {
+    auto n = max_reason;
+    while (n > 0 && (static_cast<unsigned char>(reason[n]) & 0xC0) == 0x80) --n;
+    reason.resize(n);
+  }
+  return reason;
+}
+
+std::shared_ptr<std::string const> valid_text(std::shared_ptr<std::string const> data) {
+  // A hub hands one buffer to every member in turn from one thread: the last
+  // buffer checked here is remembered, so a broadcast is checked once, not
+  // once per recipient. weak_ptrs: a freed buffer's address reused is a miss.
+  thread_local std::weak_ptr<std::string const> last_in, last_out;
+  if (auto in = last_in.lock(); in && in == data) {
+    if (auto out = last_out.lock()) return out;
+  }
+  auto out = is_valid_utf8(*data) ? data : std::make_shared<std::string const>(to_valid_utf8(*data));
+  last_in = data;
+  last_out = out;
+  return out;
+}
 }  // namespace
 
 ws_state::ws_state(executor e, ws_settings s)
@@ -53,6 +81,8 @@ ws_state::ws_state(executor e, ws_settings s)
 
 bool ws_state::send(std::shared_ptr<std::string const> data, bool binary) {
   if (!open.load(std::memory_order_relaxed)) return false;
+  // A peer fails the connection (1007) on a text message that is not UTF-8.
+  if (!binary) data = valid_text(std::move(data));
   auto size = data->size();
   auto before = queued_bytes_.fetch_add(size, std::memory_order_relaxed);
   // One message always fits an empty queue; beyond the limit the peer is too slow.
@@ -105,7 +135,7 @@ void ws_state::request_close(std::uint16_t code, std::string reason) {
   if (close_requested_) return;
   close_requested_ = true;
   close_code_ = code;
-  close_reason_ = std::move(reason);
+  close_reason_ = valid_close_reason(std::move(reason));
   wake();
 }
 
@@ -550,6 +580,8 @@ task<ws_message> websocket::read() { return state_->next_message(); }
 
 task<bool> websocket::send_wait(std::string data, bool binary) {
   auto shared = std::make_shared<std::string const>(std::move(data));
+  // Made valid before it is measured against the room left in the queue.
+  if (!binary) shared = detail::valid_text(std::move(shared));
   steady_timer t(co_await asio::this_coro::executor);
   for (;;) {
     if (!state_->open.load()) co_return false;

@@ -78,10 +78,18 @@ class context {
   /// True on a route with stream_body: the body is read through body_stream().
   bool body_streamed() const { return body_stream_.streamed(); }
 
-  /// Path parameter `{name}` of the matched route, percent-decoded; empty if absent.
+  /// Path parameter `{name}` of the matched route, percent-decoded; empty if
+  /// absent. Text: throws http_error 400 naming the parameter when the decoded
+  /// bytes are not valid UTF-8 (keel/utf8.hpp), so they never reach a JSON
+  /// body, a log or a WebSocket peer unchecked.
   std::string param(std::string_view name) const;
   /// Query parameter, percent-decoded ('+' as space); nullopt if absent.
+  /// Throws http_error 400 naming it when it is not valid UTF-8, as param().
   std::optional<std::string> query(std::string_view name) const;
+  /// The same values as bytes, decoded but unchecked, for an app that takes
+  /// binary in its URLs; what it echoes of them is its own to make valid.
+  std::string param_bytes(std::string_view name) const;
+  std::optional<std::string> query_bytes(std::string_view name) const;
   /// The matched route's pattern ("/users/{id}"), or "unmatched".
   std::string_view route() const { return route_; }
 
@@ -117,7 +125,9 @@ class context {
   cancel_reason cancellation() const;
 
   /// A problem-details response (RFC 9457) carrying this request's trace id.
-  /// `title` defaults to the status's reason phrase.
+  /// `title` defaults to the status's reason phrase. The body is always valid
+  /// UTF-8: bytes that are not (in the detail, the title or `extra`) each
+  /// become U+FFFD, so a detail may quote what a client sent.
   response problem(unsigned status, std::string_view detail, std::string_view title = {});
   /// The same with extra members (e.g. "errors" for a 422).
   response problem(unsigned status, std::string_view detail, boost::json::object extra,

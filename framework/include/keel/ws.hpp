@@ -21,6 +21,13 @@
 // with 1009, invalid UTF-8 with 1007, a protocol violation with 1002, and a
 // handler that throws with 1011. Drain closes open sessions with 1001 after
 // their queued messages.
+//
+// Text keel sends is UTF-8, as a peer requires (RFC 6455 §8.1: it would fail
+// the connection with 1007): a text message or close reason with bytes that
+// are not is sent with each bad sequence replaced by U+FFFD (keel/utf8.hpp),
+// like a browser's WebSocket.send() does with a lone surrogate; binary
+// messages go as they are. A close reason is cut to 123 bytes at a character
+// boundary.
 #include <keel/context.hpp>
 #include <keel/net.hpp>
 #include <keel/router.hpp>
@@ -75,7 +82,8 @@ class ws_handle {
   ws_handle() = default;
   explicit ws_handle(std::shared_ptr<detail::ws_state> s) : state_(std::move(s)) {}
   /// Queues a message; false when the session is closed or its queue is full
-  /// (the session is then closed as a slow consumer).
+  /// (the session is then closed as a slow consumer). Text that is not valid
+  /// UTF-8 goes with U+FFFD in place of each bad sequence (see above).
   bool send(std::string text, bool binary = false) const;
   /// Queues a buffer shared among many recipients (no copy per recipient).
   bool send_shared(std::shared_ptr<std::string const> data, bool binary = false) const;
