@@ -20,6 +20,9 @@ extern "C" int LLVMFuzzerTestOneInput(std::uint8_t const* data, std::size_t size
   std::size_t piece = data[0];
   std::string_view in(reinterpret_cast<char const*>(data + 1), size - 1);
   auto r = keel_fuzz::exchange(in, piece);
+  if (std::getenv("KEEL_FUZZ_SHOW")) {  // replaying one input: what came back
+    std::fprintf(stderr, "--- received\n%s\n---\n", r.received.c_str());
+  }
   if (r.timed_out) {
     std::fprintf(stderr, "live_http: the server kept a half-closed connection open past 5 s\n");
     std::abort();

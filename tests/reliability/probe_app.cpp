@@ -7,12 +7,20 @@
 //   GET  /big?mib=N      -> N MiB of 'x' (default 16), for a client that never reads
 //   GET  /limited        -> the client address, one request per client address
 //                           (rate_limit keyed by it, burst 1, a token per 1000 s)
+//   ANY  /users/{id}     -> the parameter (a whole body read first)
+//   POST /upload/{id}    -> {"len":N}, the body read as a stream (stream_body)
+//   POST /pipe/{id}      -> a streamed response (keel/stream.hpp) after reading
+//                           ?read=N bytes of a streamed body (all: all; default none)
+// The last three are the routes of the fuzz corpus (tests/fuzz/live_app.hpp)
+// whose body modes the differential check (smuggling_test.py) compares.
 // Usage: keel_probe_app [--listen HOST:PORT] [every setting of SPEC §2]
 #include <keel/app.hpp>
 #include <keel/middleware/defaults.hpp>
 #include <keel/middleware/rate_limit.hpp>
+#include <keel/stream.hpp>
 
 #include <atomic>
+#include <cstdlib>
 #include <string>
 
 namespace {
@@ -55,5 +63,32 @@ int main(int argc, char** argv) {
          co_return keel::response::text(ctx.client_address());
        })
         .use(keel::mw::rate_limit({.rate = 0.001, .burst = 1}));
+    for (auto m : {keel::verb::get, keel::verb::post, keel::verb::put, keel::verb::patch, keel::verb::delete_}) {
+      app.route(m, "/users/{id}", [](keel::context& ctx) -> keel::task<keel::response> {
+        ++requests;
+        co_return keel::response::text(ctx.param("id"));
+      });
+    }
+    for (auto m : {keel::verb::post, keel::verb::put}) {
+      app.route(m, "/upload/{id}", [](keel::context& ctx) -> keel::task<keel::response> {
+        ++requests;
+        auto& body = ctx.body_stream();
+        while (co_await body.read_some()) {
+        }
+        co_return keel::response::json_text("{\"len\":" + std::to_string(body.received()) + "}");
+      }).stream_body(1 << 20);
+      app.route(m, "/pipe/{id}", [](keel::context& ctx) -> keel::task<keel::response> {
+        ++requests;
+        auto read = ctx.query("read").value_or("0");
+        auto want = read == "all" ? ~0ull : std::strtoull(read.c_str(), nullptr, 10);
+        auto& body = ctx.body_stream();
+        while (body.received() < want) {
+          if (!co_await body.read_some()) break;
+        }
+        co_return keel::stream_response([](keel::response_stream& out) -> keel::task<void> {
+          co_await out.write("piped");
+        });
+      }).stream_body(1 << 20);
+    }
   });
 }

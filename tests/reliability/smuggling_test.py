@@ -22,12 +22,24 @@ the connection closed; Content-Length with Transfer-Encoding is rejected or
 framed by chunked alone and the connection closed (§6.1); a well-formed
 variant (OWS around `chunked`, case) is served. /smuggled is never reached.
 
+The fuzz corpus, differentially: every raw HTTP input of the fuzz corpora
+(tests/fuzz/corpus/live_http and request_head, their first byte, the write
+size, dropped) goes once to keel directly and once through nginx, each on a
+fresh connection that the client half-closes once the answers have stopped. The requests
+keel framed (its access log) and those nginx framed (its access log) must be
+the same, in the same order, up to where one side rejected the input: keel
+may reject where nginx accepts (each such case is printed and listed in
+docs/fuzzing.md), never the reverse, and the two never frame a request the
+other does not. Behind nginx, keel receives exactly what nginx forwarded.
+
 Exits 77 (ctest: skipped) when nginx is missing, 1 on a failure.
 """
 import json
 import os
+import socket
 import sys
 import tempfile
+import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
 import keeltest as kt  # noqa: E402
@@ -249,6 +261,179 @@ def direct(pats):
         kt.check("keel: exits 0 after the run", code == 0, err[-500:])
 
 
+FUZZ = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fuzz", "corpus")
+# Statuses that mean "this side refused the bytes" rather than "a request was framed and answered".
+REFUSED = {400, 408, 413, 414, 431, 501, 505}
+
+
+def corpus_inputs():
+    out = []
+    for target in ("live_http", "request_head"):
+        d = os.path.join(FUZZ, target)
+        for name in sorted(os.listdir(d)):
+            with open(os.path.join(d, name), "rb") as f:
+                data = f.read()[1:]  # the first byte is the harness's write size
+            if data:
+                out.append((f"{target}/{name}", data))
+    return out
+
+
+def send_then_half_close(port, data, quiet=0.1):
+    """Sends `data`, half-closes once the server has been quiet for `quiet` s, reads until it
+    closes. Not at once: keel (and nginx) take a half-close during a response for the client
+    leaving, and cut a streamed response short, which would hide what follows it."""
+    s = kt.connect(port)
+    try:
+        s.sendall(data)
+    except OSError:
+        pass  # refused and closed before reading it all
+    s.settimeout(quiet)
+    got, end = b"", time.monotonic() + 5
+    while time.monotonic() < end:
+        try:
+            chunk = s.recv(65536)
+        except socket.timeout:
+            break
+        except OSError:
+            chunk = b""
+        if not chunk:
+            s.close()
+            return got, True
+        got += chunk
+    try:
+        s.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass
+    rest, closed = kt.read_until_close(s, timeout=5)
+    s.close()
+    return got + rest, closed
+
+
+# Disagreements the other way round (nginx refuses, keel serves) that are not
+# about framing, each with its reason; docs/fuzzing.md lists them too.
+KNOWN = {
+    "live_http/options_star": "OPTIONS * (asterisk-form, RFC 9112 §3.2.4) is valid; nginx 1.22 refuses any "
+                              "target that does not start with '/' or a scheme",
+    "live_http/obs_fold": "keel replaces obs-fold with SP as RFC 9112 §5.2 allows (so a folded line never "
+                          "becomes a header of its own); nginx refuses it",
+}
+
+
+def nginx_flush(nginx, tag):
+    """nginx's access lines before the marker request `tag` (sent on a connection of its own
+    after the input's was closed, so that the input's requests, logged when nginx lets go of
+    their connection, are in the log first)."""
+    kt.http_get(nginx.port, "/stats?" + tag)
+    kt.eventually(lambda: any(" /stats?" + tag + " " in l for l in nginx.access_log()), timeout=kt.T)
+    return [l for l in nginx.access_log() if " /stats?" not in l]
+
+
+def keel_flush(app, tag):
+    """keel's access lines so far, once everything before `tag` is written."""
+    kt.http_get(app.port, "/stats?" + tag)
+    kt.eventually(lambda: any(o.get("path") == "/stats?" + tag for o in app.log_lines("access")), timeout=kt.T)
+    return [o for o in app.log_lines("access") if not o.get("path", "").startswith("/stats")]
+
+
+def origin_form(target):
+    # nginx logs an absolute-form target as it forwards it (origin-form)
+    for scheme in ("http://", "https://"):
+        if target.lower().startswith(scheme):
+            rest = target[len(scheme):]
+            return "/" + rest.split("/", 1)[1] if "/" in rest else "/"
+    return target
+
+
+def framed(entries):
+    """[(method, path)] of the requests a side framed and answered, and whether it then refused."""
+    reqs, refused = [], False
+    for method, target, status in entries:
+        if status in REFUSED:
+            refused = True
+            break
+        reqs.append((method, origin_form(target).split("?", 1)[0][:64]))
+    return reqs, refused
+
+
+def verdict(k, n):
+    """How keel's framing of one input (k) compares with nginx's (n); upper case: not allowed."""
+    kreqs, krefused = framed(k)
+    nreqs, nrefused = framed(n)
+    if kreqs == nreqs:
+        # The same requests; what follows them one side refused and the other
+        # found incomplete at the client's close, or both alike.
+        return "keel rejects, nginx accepts" if krefused and not nrefused else "agree"
+    if len(kreqs) < len(nreqs) and kreqs == nreqs[:len(kreqs)]:
+        return "keel rejects, nginx accepts"  # keel stopped (refused or closed) where nginx went on
+    if len(nreqs) < len(kreqs) and nreqs == kreqs[:len(nreqs)]:
+        return "NGINX REJECTS, KEEL ACCEPTS"
+    return "FRAMED DIFFERENTLY"
+
+
+def differential(tmp):
+    direct_app = kt.App([probe, "--threads", "1", "--drain-timeout", "2s"])
+    behind = kt.App([probe, "--threads", "1", "--drain-timeout", "2s"])
+    # A client's half-close after its requests is not an abort (see send_then_half_close).
+    nginx = kt.Nginx(tmp, [behind.port], keepalive=8, extra_location="      proxy_ignore_client_abort on;\n",
+                     log_format="$request_method $request_uri $status upstream=$upstream_addr")
+    keel_rejects, bad = [], []
+    try:
+        seen_direct = seen_behind = seen_nginx = 0
+        for i, (name, data) in enumerate(corpus_inputs()):
+            send_then_half_close(direct_app.port, data)
+            lines = keel_flush(direct_app, f"d{i}")
+            k = [(o.get("method", ""), o.get("path", ""), o.get("status", 0)) for o in lines[seen_direct:]]
+            seen_direct = len(lines)
+            if not direct_app.alive():
+                kt.check(f"corpus: {name}: keel survives it", False, direct_app.stderr()[-2000:])
+                return
+            send_then_half_close(nginx.port, data)
+            nlines = nginx_flush(nginx, f"n{i}")
+            n = []
+            for line in nlines[seen_nginx:]:
+                parts = line.split(" ")
+                if len(parts) >= 3 and parts[-2].isdigit():
+                    n.append((parts[0], parts[1], int(parts[-2])))
+                else:  # nginx refused before it had a request line: "- - 400" or an empty method
+                    n.append(("", "", 400))
+            forwarded = [line for line in nlines[seen_nginx:] if "upstream=127.0.0.1" in line]
+            seen_nginx = len(nlines)
+            blines = keel_flush(behind, f"b{i}")
+            b = blines[seen_behind:]
+            seen_behind = len(blines)
+            kt.check(f"corpus: {name}: behind nginx, keel received exactly what nginx forwarded",
+                     len(b) == len(forwarded), f"nginx forwarded {forwarded}, keel logged {[o.get('path') for o in b]}")
+            v = verdict(k, n)
+            if v.isupper() and name in KNOWN:
+                print(f"note corpus: {name}: {v}, known: {KNOWN[name]}", flush=True)
+                v = "known"
+            if v == "keel rejects, nginx accepts":
+                keel_rejects.append((name, k, n))
+            elif v not in ("agree", "known"):
+                bad.append((name, v, k, n))
+            else:
+                # Same framing; a different answer to the same request is worth a look (an
+                # absolute-form target, issue 21 #10), not a framing disagreement.
+                ks = [st for _, _, st in k]
+                ns = [st for _, _, st in n]
+                if ks != ns and len(ks) == len(ns):
+                    print(f"note corpus: {name}: same framing, keel answered {ks}, nginx (and keel behind it) {ns}",
+                          flush=True)
+            print(f"     corpus: {name}: {v}: keel {[(m, t[:40], st) for m, t, st in k]} "
+                  f"nginx {[(m, t[:40], st) for m, t, st in n]}", flush=True)
+        for name, what, k, n in bad:
+            kt.check(f"corpus: {name}: {what}", False, f"keel {k} nginx {n}")
+        print(f"figures corpus: {len(corpus_inputs())} inputs, {len(keel_rejects)} that keel alone rejects, "
+              f"{len(bad)} other disagreements", flush=True)
+        for name, k, n in keel_rejects:
+            print(f"note corpus: keel alone rejects {name}: keel {k} nginx {n}", flush=True)
+    finally:
+        nginx.stop()
+        for app in (direct_app, behind):
+            code, err = app.stop()
+            kt.check("corpus: keel exits 0 after the run", code == 0, err[-500:])
+
+
 def main():
     CLOSE[0] = True
     direct(patterns())
@@ -260,6 +445,8 @@ def main():
         kt.skip(f"{kt.NGINX} is not installed (Debian package nginx-light); the direct part passed")
     with tempfile.TemporaryDirectory(prefix="keel-smuggle-") as tmp:
         via_nginx(tmp, pats)
+    with tempfile.TemporaryDirectory(prefix="keel-corpus-") as tmp:
+        differential(tmp)
     kt.finish()
 
 
