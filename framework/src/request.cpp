@@ -44,7 +44,12 @@ void request::clear() {
   target_ref_ = {};
   head_.clear();
   headers_.clear();
-  body_.clear();
+  // The storage is reused from request to request, but a large body's would
+  // stay with an idle keep-alive connection until its next request: what is
+  // above a small body's needs goes back now.
+  constexpr std::size_t kept_body_capacity = 64 * 1024;
+  if (body_.capacity() > kept_body_capacity) std::string().swap(body_);
+  else body_.clear();
 }
 
 }  // namespace keel

@@ -77,10 +77,12 @@ void for_each_coding(std::string_view value, F&& f) {
     auto item = value.substr(0, comma);
     value.remove_prefix(comma == std::string_view::npos ? value.size() : comma + 1);
     auto semi = item.find(';');
-    if (semi != std::string_view::npos) item = item.substr(0, semi);
+    bool has_parameters = semi != std::string_view::npos;
+    if (has_parameters) item = item.substr(0, semi);
     while (!item.empty() && (item.front() == ' ' || item.front() == '\t')) item.remove_prefix(1);
     while (!item.empty() && (item.back() == ' ' || item.back() == '\t')) item.remove_suffix(1);
-    if (!item.empty()) f(item);
+    // Parameters without a coding (";x=1") are not an empty element: the caller sees them.
+    if (!item.empty() || has_parameters) f(item);
   }
 }
 
@@ -111,6 +113,7 @@ void request_parser::on_field_impl(http::field name, sv name_string,
       has_transfer_encoding_ = true;
       // The codings of every Transfer-Encoding line, in order, form one list.
       for_each_coding(value, [this](std::string_view coding) {
+        if (coding.empty()) te_malformed_ = true;
         if (te_ends_chunked_) te_chunked_twice_ = true;
         te_ends_chunked_ = boost::beast::iequals(coding, "chunked");
         if (!te_ends_chunked_) te_unknown_coding_ = true;
@@ -146,12 +149,16 @@ void request_parser::on_header_impl(error_code& ec) {
     // (anything but chunked) is 501; and a request with both framings is a
     // smuggling attempt more often than not.
     if (req_.version_ < 11) return reject(ec, 400, "Transfer-Encoding in an HTTP/1.0 request");
+    if (te_malformed_) return reject(ec, 400, "a Transfer-Encoding element without a coding");
     if (!te_ends_chunked_) {
       return reject(ec, 400, "Transfer-Encoding whose final coding is not chunked");
     }
     if (te_chunked_twice_) return reject(ec, 400, "Transfer-Encoding applies chunked more than once");
     if (has_content_length_) return reject(ec, 400, "both Transfer-Encoding and Content-Length");
     if (te_unknown_coding_) return reject(ec, 501, "a transfer coding keel does not implement (only chunked)");
+    // Beast frames the body by its own reading of the same fields: where it
+    // does not see chunked, the body would be parsed as the next request.
+    if (!chunked()) return reject(ec, 400, "a Transfer-Encoding that does not frame the body");
   }
   req_.keep_alive_ = keep_alive();
   chunked_ = chunked();

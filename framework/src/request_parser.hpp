@@ -82,6 +82,7 @@ class request_parser final : public boost::beast::http::basic_parser<true> {
   bool has_content_length_ = false;
   bool te_ends_chunked_ = false;    // the last coding so far is chunked
   bool te_chunked_twice_ = false;   // chunked before another coding, or twice
+  bool te_malformed_ = false;       // an element with parameters but no coding
   bool te_unknown_coding_ = false;  // a coding keel does not decode
   bool upgrade_websocket_ = false;
   bool expect_continue_ = false;
