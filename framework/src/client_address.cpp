@@ -118,7 +118,14 @@ std::vector<std::string> forwarded_hops(std::vector<std::string_view> const& fie
 std::vector<std::string> list_hops(std::vector<std::string_view> const& fields) {
   std::vector<std::string> hops;
   for (auto field : fields) {
-    split_outside_quotes(field, ',', [&](std::string_view h) { hops.emplace_back(trim(h)); });
+    // X-Forwarded-For has no quoted strings: a client's stray quote must not
+    // join its own hop to the one the proxy appended.
+    while (true) {
+      auto comma = field.find(',');
+      hops.emplace_back(trim(field.substr(0, comma)));
+      if (comma == std::string_view::npos) break;
+      field.remove_prefix(comma + 1);
+    }
   }
   return hops;
 }
@@ -198,13 +205,17 @@ address trusted_proxies::client(address const& peer, std::vector<std::string_vie
                                  std::vector<std::string_view> const& x_forwarded_for) const {
   auto p = unmapped(peer);
   if (!contains(p)) return p;
-  // The rightmost untrusted hop; the leftmost when every hop is trusted;
-  // nothing when the walk reaches a hop that is not an address.
+  // The rightmost untrusted hop; the leftmost when every hop is trusted.
+  // A hop that is not an address was written by someone we cannot believe:
+  // the last trusted hop before it stands for the client, never the peer,
+  // which every client of that proxy shares.
   auto walk = [this](std::vector<std::string> const& hops) -> std::optional<address> {
+    std::optional<address> last_trusted;
     for (auto i = hops.size(); i-- > 0;) {
       auto a = parse_node(hops[i]);
-      if (!a) return std::nullopt;
+      if (!a) return last_trusted;
       if (!contains(*a) || i == 0) return a;
+      last_trusted = a;
     }
     return std::nullopt;
   };

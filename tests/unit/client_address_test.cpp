@@ -95,14 +95,28 @@ TEST_CASE("a chain of trusted proxies only gives its leftmost address", "[client
   CHECK(client_of(t, "10.0.0.1", {}, {"10.0.0.9, 10.0.0.3, 10.0.0.2"}) == "10.0.0.9");
 }
 
-TEST_CASE("a malformed hop reached by the walk leaves the peer as the client", "[client_address]") {
+TEST_CASE("a malformed hop reached by the walk: the last trusted hop before it, else the peer", "[client_address]") {
   trusted_proxies t({"10.0.0.0/8"});
-  for (auto bad : {"", "garbage", "198.51.100.7, garbage", "198.51.100.7,,10.0.0.2", "198.51.100.7:http",
+  // The rightmost hop, which the trusted peer wrote, is not an address: the peer.
+  for (auto bad : {"", "garbage", "198.51.100.7, garbage", "198.51.100.7:http",
                    "[198.51.100.7]", "2001:db8::7:4711x", "198.51.100.7 10.0.0.2", "unknown"}) {
     INFO(bad);
     CHECK(client_of(t, "10.0.0.1", {}, {bad}) == "10.0.0.1");
   }
+  // Past a trusted hop: that hop, not the peer every client of the proxy shares.
+  CHECK(client_of(t, "10.0.0.1", {}, {"198.51.100.7,,10.0.0.2"}) == "10.0.0.2");
+  CHECK(client_of(t, "10.0.0.1", {}, {"garbage, 10.0.0.3, 10.0.0.2"}) == "10.0.0.3");
   CHECK(client_of(t, "10.0.0.1", {}, {}) == "10.0.0.1");
+}
+
+TEST_CASE("a client's stray quote in X-Forwarded-For does not swallow the hop the proxy appended",
+          "[client_address]") {
+  // Found by the hostile review: a quote-aware split joined `"` and the
+  // proxy's hop, and the walk fell back to the proxy's own address.
+  trusted_proxies t({"10.0.0.0/8"});
+  CHECK(client_of(t, "10.0.0.1", {}, {"\", 198.51.100.7"}) == "198.51.100.7");
+  CHECK(client_of(t, "10.0.0.1", {}, {"\"a, 198.51.100.7"}) == "198.51.100.7");
+  CHECK(client_of(t, "10.0.0.1", {}, {"\"6.6.6.6, 7.7.7.7\", 198.51.100.7"}) == "198.51.100.7");
 }
 
 TEST_CASE("Forwarded's for= nodes are walked the same way (RFC 7239)", "[client_address]") {
