@@ -31,6 +31,7 @@
 #include <boost/json/array.hpp>
 #include <boost/json/object.hpp>
 
+#include <charconv>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -65,8 +66,11 @@ struct chat_state {
   void leave(std::string const& room, keel::ws_handle const& ws) {
     shared ? shared->leave(room, ws) : local->leave(room, ws);
   }
-  void post(std::string const& room, std::string const& from, std::string const& text) {
-    shared ? shared->post(room, from, text) : local->post(room, from, text);
+  /// False when the message was not taken (Redis is behind): the sender is told.
+  bool post(std::string const& room, std::string const& from, std::string const& text) {
+    if (shared) return shared->post(room, from, text);
+    local->post(room, from, text);
+    return true;
   }
   /// False when the room would be one too many.
   bool listen(std::string const& room, std::string_view last_event_id, keel::sse_handle const& h) {
@@ -103,7 +107,15 @@ chat::limits read_limits(keel::config const& cfg) {
       throw keel::config_error(std::string(name) + ": out of range");
     }
   };
-  l.max_rooms = setting("channel_max_rooms", [](std::string const& v) { return std::stoul(v); });
+  l.max_rooms = setting("channel_max_rooms", [](std::string const& v) {
+    // The whole value, digits only: stoul would take "-1" as 2^64-1 and "5x" as 5.
+    std::size_t n = 0;
+    auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+    if (v.empty() || ec != std::errc() || end != v.data() + v.size()) {
+      throw std::invalid_argument("not a count: \"" + v + "\"");
+    }
+    return n;
+  });
   l.history_bytes = setting("channel_history_bytes", keel::parse_size);
   l.history_memory = setting("channel_history_memory", keel::parse_size);
   l.history_ttl = setting("channel_history_ttl", keel::parse_duration);
@@ -202,7 +214,9 @@ void on_client_message(chat_state& st, keel::websocket& ws, std::string const& r
     ws.send(std::move(m.error));
     return;
   }
-  st.post(room, name, std::move(*m.text));
+  if (!st.post(room, name, *m.text)) {
+    ws.send(chat::error_message("unavailable", "the server is busy: message not sent, try again"));
+  }
 }
 
 // Leaves the room however the session ends (close, error, cancellation).

@@ -177,6 +177,7 @@ struct shared_rooms::impl : std::enable_shared_from_this<shared_rooms::impl> {
   bool stopping = false;
   bool wake_posted = false;
   std::atomic<bool> up{false};
+  std::atomic<std::size_t> pending_posts{0};  ///< posts queued, not yet taken by the worker
 
   // Worker thread only.
   keel::steady_timer wake;
@@ -687,21 +688,27 @@ struct shared_rooms::impl : std::enable_shared_from_this<shared_rooms::impl> {
     auto after = numeric_id(last_event_id);
     std::lock_guard lock(mutex);
     auto& lr = rooms[room];
-    auto push = [&](std::string const& id, std::string const& msg) {
-      auto n = numeric_id(id);
-      if (after == 0 || n == 0 || n > after) h.push_formatted(keel::format_sse_event("message", msg, id));
-    };
+    // As rooms.cpp: an id past the newest stored one (from before Redis lost
+    // its data, or made up) is unknown and gets the whole history.
+    std::vector<std::pair<std::string, std::string const*>> stored;
     if (r && r->size() == 1) {
       for (auto const* e : live_history((*r)[0].elements)) {
         boost::system::error_code ec;
         auto v = json::parse(*e, ec);
         auto const* o = ec ? nullptr : v.if_object();
         auto const* id = o ? o->if_contains("id") : nullptr;
-        if (id && id->is_string()) push(std::string(id->get_string()), *e);
+        if (id && id->is_string()) stored.emplace_back(std::string(id->get_string()), e);
       }
     } else {
       expire(lr, history::clock::now());
-      for (auto const& m : lr.hist.entries()) push(m.id, m.json);
+      for (auto const& m : lr.hist.entries()) stored.emplace_back(m.id, &m.json);
+    }
+    std::uint64_t newest = 0;
+    for (auto const& [id, msg] : stored) newest = std::max(newest, numeric_id(id));
+    if (after > newest) after = 0;
+    for (auto const& [id, msg] : stored) {
+      auto n = numeric_id(id);
+      if (after == 0 || n == 0 || n > after) h.push_formatted(keel::format_sse_event("message", *msg, id));
     }
     lr.listeners.push_back(h);
     if (!lr.feed) lr.feed = hub.observe(room, feed(room));
@@ -765,9 +772,18 @@ void shared_rooms::leave(std::string const& room, keel::ws_handle const& ws) {
   s->submit([s, room, ws]() { return s->do_leave(room, ws); });
 }
 
-void shared_rooms::post(std::string const& room, std::string const& from, std::string const& text) {
+bool shared_rooms::post(std::string const& room, std::string const& from, std::string const& text) {
   auto* s = impl_.get();
-  s->submit([s, room, from, text]() { return s->do_post(room, from, text); });
+  if (s->pending_posts.fetch_add(1, std::memory_order_relaxed) >= max_pending_posts) {
+    s->pending_posts.fetch_sub(1, std::memory_order_relaxed);
+    return false;
+  }
+  bool queued = s->submit([s, room, from, text]() {
+    s->pending_posts.fetch_sub(1, std::memory_order_relaxed);  // taken by the worker
+    return s->do_post(room, from, text);
+  });
+  if (!queued) s->pending_posts.fetch_sub(1, std::memory_order_relaxed);
+  return queued;
 }
 
 keel::task<std::vector<std::pair<std::string, std::size_t>>> shared_rooms::list() {

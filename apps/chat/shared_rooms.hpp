@@ -68,7 +68,10 @@ class shared_rooms {
   /// or in Redis. Resumes once the worker has done it.
   keel::task<bool> join(std::string room, std::string name, keel::ws_handle ws);
   void leave(std::string const& room, keel::ws_handle const& ws);
-  void post(std::string const& room, std::string const& from, std::string const& text);
+  /// False, the message not taken, while max_pending_posts wait for Redis:
+  /// one client flooding must not queue without bound ahead of every room's joins.
+  bool post(std::string const& room, std::string const& from, std::string const& text);
+  static constexpr std::size_t max_pending_posts = 1024;
   /// Rooms with members on any live instance, by name; from any coroutine.
   keel::task<std::vector<std::pair<std::string, std::size_t>>> list();
   /// SSE: the stored messages after `last_event_id`, then the room's new ones;

@@ -431,6 +431,92 @@ def sse_storm(binary):
               eventually(lambda: asyncio.run(fresh_room_joins())))
 
 
+# --- hostile review: settings parsed whole, and an unknown Last-Event-ID replays the history -------
+def bad_settings(binary):
+    for value in ("-1", "5x", ""):
+        p = subprocess.Popen([binary, "--listen", "127.0.0.1:0", "--channel-max-rooms", value],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            out, err = p.communicate(timeout=T)
+        except subprocess.TimeoutExpired:  # it started: the value was taken
+            p.kill()
+            out, err = p.communicate()
+        check(f"--channel-max-rooms {value!r} is refused at startup naming the setting",
+              p.returncode not in (0, -9) and "channel_max_rooms" in err, (p.returncode, out[-100:], err[-300:]))
+
+
+def sse_ids(port, room, last_event_id, want):
+    """The message ids a fresh SSE stream of `room` replays, reading until `want` ids or T seconds."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=T)
+    s.sendall(f"GET /api/rooms/{room}/events HTTP/1.1\r\nHost: x\r\nLast-Event-ID: {last_event_id}\r\n\r\n".encode())
+    data, deadline = b"", time.monotonic() + T
+    s.settimeout(0.2)
+    while data.count(b"\nid: ") < want and time.monotonic() < deadline:
+        try:
+            chunk = s.recv(65536)
+        except socket.timeout:
+            continue
+        if not chunk:
+            break
+        data += chunk
+    s.close()
+    return re.findall(rb"\nid: (\S+)", data)
+
+
+async def future_event_id(binary):
+    with Chat(binary) as chat:
+        async with chat.ws("room=resume&name=a") as ws:
+            await recv(ws)
+            ids = [(await post(ws, f"m{i}"))["id"].encode() for i in range(3)]
+        whole = sse_ids(chat.port, "resume", "999999", 3)
+        check("a Last-Event-ID past the newest message replays the whole history", whole == ids, (whole, ids))
+        rest = sse_ids(chat.port, "resume", ids[1].decode(), 1)
+        check("a known Last-Event-ID resumes after it", rest == ids[2:], (rest, ids))
+
+
+# --- hostile review: with Redis, a flood of posts is bounded, and other rooms are not held up -------
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+
+
+async def flood(binary):
+    with Chat(binary) as chat:
+        frame = json.dumps({"type": "message", "text": "\x01" * 4096})
+        before = rss_kib(chat.p.pid)
+        refused = [0]
+
+        async def attacker(i):
+            # Sends for 2 s without waiting for its own messages; reads only what is already there.
+            async with chat.ws(f"room=flood-{i}&name=a", max_size=None) as ws:
+                await recv(ws)
+                end = time.monotonic() + 2
+                try:
+                    while time.monotonic() < end:
+                        await ws.send(frame)
+                        while True:
+                            try:
+                                m = json.loads(await asyncio.wait_for(ws.recv(), 0.0001))
+                            except asyncio.TimeoutError:
+                                break
+                            refused[0] += m.get("code") == "unavailable"
+                except ConnectionClosed:
+                    pass
+
+        await asyncio.gather(*(attacker(i) for i in range(8)))
+        grown = rss_kib(chat.p.pid) - before
+        start = time.monotonic()
+        async with chat.ws("room=quiet&name=q") as q:
+            await recv(q)
+            await post(q, "still here")
+        took = time.monotonic() - start
+        print(f"flood: RSS grew {grown} KiB, {refused[0]} posts refused as unavailable, quiet room answered in {took:.2f} s")
+        check("a flood of posts does not hold up another room's join and message (under 5 s)", took < 5, took)
+        # 1024 queued posts of 4 KiB control characters (24 KiB serialized) bound the backlog; before
+        # the bound this run grew 31 MiB here (150 MiB with a 5 s flood) and the quiet room waited 3.9 s.
+        check("a flood of posts leaves memory bounded (under 24 MiB)", grown < 24 * 1024, grown)
+
+
 def start_redis():
     global REDIS
     for tool in ("/usr/bin/redis-server", "/usr/bin/redis-cli"):
@@ -457,9 +543,12 @@ def main():
                  ("history_bytes", lambda: asyncio.run(history_bytes(binary))),
                  ("history_ttl", lambda: asyncio.run(history_ttl(binary))),
                  ("welcome", lambda: asyncio.run(welcome(binary))),
-                 ("many_members", lambda: asyncio.run(many_members(binary)))]
+                 ("many_members", lambda: asyncio.run(many_members(binary))),
+                 ("bad_settings", lambda: bad_settings(binary)),
+                 ("future_event_id", lambda: asyncio.run(future_event_id(binary)))]
         if redis:
-            parts += [("rooms_cost", lambda: asyncio.run(rooms_cost(binary))), ("sse_storm", lambda: sse_storm(binary))]
+            parts += [("rooms_cost", lambda: asyncio.run(rooms_cost(binary))), ("sse_storm", lambda: sse_storm(binary)),
+                      ("flood", lambda: asyncio.run(flood(binary)))]
         else:
             parts += [("history_memory", lambda: asyncio.run(history_memory(binary)))]
         for name, run in parts:
