@@ -37,9 +37,15 @@ keel::task<void> echo(keel::websocket& ws) {
 // --redis shared with other instances; set up before the server starts.
 std::unique_ptr<keel::hub> topics_hub;
 
+// Before the upgrade: a missing topic is a 400, and query() answers 400 for
+// one that is not UTF-8 itself, rather than a close after the 101.
+keel::task<keel::response> require_topic(keel::context& ctx, keel::next next) {
+  if (!ctx.query("topic")) co_return ctx.problem(400, "the topic query parameter is required");
+  co_return co_await next();
+}
+
 keel::task<void> subscribe(keel::websocket& ws) {
-  auto topic = ws.ctx().query("topic");
-  if (!topic) co_return co_await ws.close(1008, "topic required");
+  auto topic = ws.ctx().query("topic");  // require_topic let only upgrades with one through
   // Named locals, not temporaries: g++ 12 miscompiles some temporaries in coroutines.
   auto handle = ws.handle();
   topics_hub->join(*topic, handle);
@@ -79,7 +85,7 @@ int main(int argc, char** argv) {
     } else {
       topics_hub = std::make_unique<keel::local_hub>();
     }
-    app.ws("/ws/sub", subscribe);
+    app.ws("/ws/sub", subscribe).use(require_topic);
     app.post("/publish", publish);
   });
 }
