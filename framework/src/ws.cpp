@@ -52,7 +52,7 @@ std::string valid_close_reason(std::string reason) {
   return reason;
 }
 
-std::shared_ptr<std::string const> valid_text(std::shared_ptr<std::string const> data) {
+std::shared_ptr<std::string const> valid_text(std::shared_ptr<std::string const> const& data) {
   // A hub hands one buffer to every member in turn from one thread: the last
   // buffer checked here is remembered, so a broadcast is checked once, not
   // once per recipient. weak_ptrs: a freed buffer's address reused is a miss.
@@ -82,7 +82,7 @@ ws_state::ws_state(executor e, ws_settings s)
 bool ws_state::send(std::shared_ptr<std::string const> data, bool binary) {
   if (!open.load(std::memory_order_relaxed)) return false;
   // A peer fails the connection (1007) on a text message that is not UTF-8.
-  if (!binary) data = valid_text(std::move(data));
+  if (!binary) data = valid_text(data);
   auto size = data->size();
   auto before = queued_bytes_.fetch_add(size, std::memory_order_relaxed);
   // One message always fits an empty queue; beyond the limit the peer is too slow.
@@ -581,7 +581,7 @@ task<ws_message> websocket::read() { return state_->next_message(); }
 task<bool> websocket::send_wait(std::string data, bool binary) {
   auto shared = std::make_shared<std::string const>(std::move(data));
   // Made valid before it is measured against the room left in the queue.
-  if (!binary) shared = detail::valid_text(std::move(shared));
+  if (!binary) shared = detail::valid_text(shared);
   steady_timer t(co_await asio::this_coro::executor);
   for (;;) {
     if (!state_->open.load()) co_return false;
