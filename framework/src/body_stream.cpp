@@ -116,11 +116,10 @@ task<std::optional<std::string_view>> next_piece(body_source& b, Stream& s) {
       if (n > 0) continue;
       // Nothing consumed: a chunk header longer than any sane one, or a
       // trailer section past its bound (what Beast holds for it unparsed).
-      if (c.buffer.size() > o.max_head) {
-        auto pending = c.buffer.data();
-        auto [status, detail] =
-            request_parser::oversized_chunk_framing({static_cast<char const*>(pending.data()), pending.size()});
-        fail(b, status, detail);
+      auto pending = c.buffer.data();
+      if (auto refused = request_parser::oversized_chunk_framing(
+              {static_cast<char const*>(pending.data()), pending.size()}, o.max_head)) {
+        fail(b, refused->first, refused->second);
       }
     }
     paused_deadline pause(b);

@@ -43,6 +43,10 @@ void request_parser::on_request_impl(verb method, sv method_str,
   std::string_view t(target.data(), target.size());
   std::size_t scheme = starts_with_nocase(t, "http://") ? 7 : starts_with_nocase(t, "https://") ? 8 : 0;
   if (scheme == 0) {
+    // Only origin-form routes. Asterisk-form (OPTIONS *) and authority-form
+    // (CONNECT) ask for the server or a tunnel, neither of which keel is;
+    // refusing them is what nginx does too.
+    if (t.empty() || t.front() != '/') return reject(ec, 400, "a request target that is not a path or an absolute URL");
     req_.target_ref_ = req_.store(t);
     return;
   }
@@ -88,8 +92,25 @@ void for_each_coding(std::string_view value, F&& f) {
 
 }  // namespace
 
+namespace {
+
+// Beast replaces an obs-fold (a field line continued on the next line after
+// SP or HTAB) with SP, so the value it hands over is no longer the bytes
+// after the name's colon and its whitespace. RFC 9112 §5.2 lets a server
+// reject it instead, as nginx does; keel does too, so that no proxy in front
+// and keel ever disagree on where a header ends. The name points into the
+// parsed bytes, and without a fold so does the value, right after the OWS.
+bool obs_folded(sv name, sv value) {
+  char const* p = name.data() + name.size() + 1;  // past the ':'
+  while (p != value.data() && (*p == ' ' || *p == '\t')) ++p;
+  return p != value.data();
+}
+
+}  // namespace
+
 void request_parser::on_field_impl(http::field name, sv name_string,
                                    sv value, error_code& ec) {
+  if (obs_folded(name_string, value)) return reject(ec, 400, "a field line folded onto the next (obs-fold)");
   if (head_done_) {
     // A trailer: never a header (RFC 9110 §6.5.1), and never stored, since
     // the head's storage must not move under the route's views. Its limits
@@ -186,18 +207,24 @@ std::size_t request_parser::on_chunk_body_impl(std::uint64_t, sv body, error_cod
   return body.size();
 }
 
-std::pair<unsigned, std::string_view> request_parser::oversized_chunk_framing(std::string_view pending) {
+std::optional<std::pair<unsigned, std::string_view>> request_parser::oversized_chunk_framing(
+    std::string_view pending, std::size_t max_head) {
   constexpr std::pair<unsigned, std::string_view> malformed{400, "malformed chunked body"};
+  if (pending.size() <= max_head) return std::nullopt;
   // The previous chunk's data may still end in its CRLF.
   if (pending.substr(0, 2) == "\r\n") pending.remove_prefix(2);
   auto eol = pending.find("\r\n");
-  if (eol == std::string_view::npos) return malformed;
+  if (eol == std::string_view::npos || eol > max_head) return malformed;
   auto line = pending.substr(0, eol);
   if (line.empty() || line.front() != '0') return malformed;
   auto rest = line.find_first_not_of('0');
   bool last_chunk = rest == std::string_view::npos || line[rest] == ';' || line[rest] == ' ' || line[rest] == '\t';
   if (!last_chunk) return malformed;
-  return {431, "the trailer section is larger than max_head"};
+  // Beast parses a trailer section once it has all of it. Only its own bytes
+  // count against max_head, as the parser counts its fields: the section's
+  // field lines, plus the CRLF that ends it.
+  if (pending.size() - (eol + 2) <= max_head + 2) return std::nullopt;
+  return std::pair<unsigned, std::string_view>{431, "the trailer section is larger than max_head"};
 }
 
 void request_parser::release_body() { std::string().swap(req_.body_); }

@@ -42,10 +42,13 @@ class request_parser final : public boost::beast::http::basic_parser<true> {
   void stream_body() { streaming_ = true; }
   std::string_view take_piece() { return std::exchange(piece_, {}); }
 
-  /// The answer when a chunked body's unparsed bytes (`pending`) outgrow
-  /// max_head without the parser taking any: 431 for a trailer section (the
-  /// last chunk's line is complete), 400 for a chunk line no sane client sends.
-  static std::pair<unsigned, std::string_view> oversized_chunk_framing(std::string_view pending);
+  /// For a chunked body's unparsed bytes (`pending`) that the parser took
+  /// none of: the answer once they outgrow their bound, else nullopt (read
+  /// on). 431 for a trailer section past max_head bytes (counted from the
+  /// last chunk's line, as the parser counts its fields), 400 for a chunk
+  /// line longer than max_head, which no sane client sends.
+  static std::optional<std::pair<unsigned, std::string_view>> oversized_chunk_framing(std::string_view pending,
+                                                                                      std::size_t max_head);
 
   /// Frees the body's storage (not only its bytes): for a connection that a
   /// streamed response or an upgrade keeps for long.

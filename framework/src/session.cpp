@@ -162,11 +162,12 @@ task<head_result> read_head(connection& c, Stream& s, request_parser& p, bool fr
   }
 }
 
-head_result oversized_chunk_framing(connection const& c) {
+std::optional<head_result> oversized_chunk_framing(connection const& c) {
   auto pending = c.buffer.data();
-  auto [status, detail] =
-      request_parser::oversized_chunk_framing({static_cast<char const*>(pending.data()), pending.size()});
-  return {outcome::reject, status, std::string(detail)};
+  auto answer = request_parser::oversized_chunk_framing({static_cast<char const*>(pending.data()), pending.size()},
+                                                        c.server.opts.max_head);
+  if (!answer) return std::nullopt;
+  return head_result{outcome::reject, answer->first, std::string(answer->second)};
 }
 
 template <class Stream>
@@ -190,7 +191,7 @@ task<head_result> read_body(connection& c, Stream& s, request_parser& p) {
       if (n > 0) continue;
       // Nothing consumed: a chunk header longer than any sane one, or a
       // trailer section past its bound (what Beast holds for it unparsed).
-      if (c.buffer.size() > o.max_head) co_return oversized_chunk_framing(c);
+      if (auto refused = oversized_chunk_framing(c)) co_return std::move(*refused);
     }
     c.state = phase::reading_body;
     c.wd->arm(body_read_deadline(o, started, received));

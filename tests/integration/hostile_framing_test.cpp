@@ -222,6 +222,43 @@ TEST_CASE("a trailer section past max_header_count fields or max_head bytes gets
       CHECK(r.status == 431);
       CHECK(c.closed_by_server());
     }
+    {
+      // The bound is the section's own bytes, as the parser counts its fields:
+      // the last chunk's line and the CRLF that ends the section are not in it.
+      INFO("a trailer section of exactly 1,024 bytes whose end arrives later is served");
+      kt::client c(run.port());
+      auto exact = chunked_get(target, "", "X-Pad: " + std::string(1024 - 9, 'p') + "\r\n");
+      c.send_raw(exact.substr(0, exact.size() - 2));
+      CHECK(c.read_until_close(std::chrono::milliseconds(300)).empty());
+      c.send_raw("\r\n");
+      CHECK(c.read_response().status == 200);
+    }
+  }
+}
+
+TEST_CASE("an obs-fold is refused in the head and in the trailers, as nginx refuses it", "[framing][rfc9112]") {
+  auto o = test_options();
+  fixture f(o);
+  kt::running_app run(f.app);
+  for (std::string prefix : {"", "/streamed"}) {
+    auto target = prefix + "/items/1";
+    INFO("route " << target);
+    CHECK(once(run.port(), chunked_get(target, "X-A: b\r\n", "X-T: v\r\n")).status == 200);
+    for (auto const& [what, bytes] : std::vector<std::pair<std::string, std::string>>{
+             {"a folded header value", chunked_get(target, "X-A: b\r\n c\r\n", "")},
+             {"a value only on the folded line", chunked_get(target, "X-A:\r\n\tc\r\n", "")},
+             {"Transfer-Encoding folded onto another header",
+              "GET " + target + " HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nX-A: b\r\n Transfer-Encoding: chunked\r\n\r\n"},
+             {"a folded trailer", chunked_get(target, "", "X-T: v\r\n w\r\n")},
+         }) {
+      INFO(what);
+      kt::client c(run.port());
+      c.send_raw(bytes);
+      auto r = c.read_response();
+      CHECK(r.status == 400);
+      CHECK(r.body.find("obs-fold") != std::string::npos);
+      CHECK(c.closed_by_server());
+    }
   }
 }
 
@@ -324,6 +361,20 @@ TEST_CASE("an absolute-form target is routed on its path and query; its authorit
   auto root = once(run.port(), "GET http://example.test?x=1 HTTP/1.1\r\nHost: example.test\r\n\r\n");
   CHECK(root.status == 200);
   CHECK(root.body == "root query=x=1");
+}
+
+TEST_CASE("a target that is neither a path nor an absolute URL gets 400, as from nginx", "[framing][rfc9112]") {
+  fixture f(test_options());
+  kt::running_app run(f.app);
+  for (std::string line : {"OPTIONS * HTTP/1.1", "CONNECT example.com:443 HTTP/1.1", "GET items/1 HTTP/1.1"}) {
+    INFO(line);
+    kt::client c(run.port());
+    c.send_raw(line + "\r\nHost: x\r\n\r\n");
+    auto r = c.read_response();
+    CHECK(r.status == 400);
+    CHECK(c.closed_by_server());
+  }
+  CHECK(once(run.port(), "GET /items/1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").status == 200);
 }
 
 TEST_CASE("a transfer coding keel does not implement gets 501 and a closed connection", "[framing][rfc9112]") {
