@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <limits>
 #include <chrono>
 #include <tuple>
 
@@ -19,6 +20,11 @@ namespace {
 
 std::int64_t steady_ms(history::clock::time_point t) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
+}
+
+void lower_to(std::atomic<std::int64_t>& at, std::int64_t t) {
+  for (auto due = at.load(); t < due && !at.compare_exchange_weak(due, t);) {
+  }
 }
 
 }  // namespace
@@ -77,7 +83,9 @@ std::shared_ptr<rooms::room_state> rooms::lock(std::string const& room, bool cre
       if (it != rooms_.end()) {
         r = it->second;
       } else if (create) {
-        if (rooms_.size() >= limits_.max_rooms) forget_expired();
+        if (rooms_.size() >= limits_.max_rooms && steady_ms(history::clock::now()) >= next_sweep_.load()) {
+          forget_expired();
+        }
         if (rooms_.size() >= limits_.max_rooms) return nullptr;
         r = rooms_.emplace(room, std::make_shared<room_state>()).first->second;
       } else {
@@ -104,6 +112,9 @@ void rooms::expire(room_state& r) {
 }
 
 void rooms::forget_expired() {
+  // Reset first, lowered at the end: a post during the walk lowers it too.
+  auto next = std::numeric_limits<std::int64_t>::max();
+  next_sweep_ = next;
   for (auto it = rooms_.begin(); it != rooms_.end();) {
     auto& r = *it->second;
     std::lock_guard lk(r.mutex);
@@ -112,9 +123,12 @@ void rooms::forget_expired() {
       r.dead = true;
       it = rooms_.erase(it);
     } else {
+      // Rooms without history are forgotten when their last member leaves.
+      if (!r.hist.empty()) next = std::min(next, steady_ms(r.hist.entries().back().at + limits_.history_ttl));
       ++it;
     }
   }
+  lower_to(next_sweep_, next);
 }
 
 void rooms::evict(std::string const& keep) {
@@ -224,6 +238,7 @@ void rooms::post(std::string const& room, std::string const& from, std::string c
     auto before = r->hist.footprint();
     r->hist.expire(now, limits_.history_ttl);
     r->hist.push({seq, id, serialized, now}, limits_);
+    lower_to(next_sweep_, steady_ms(now + limits_.history_ttl));
     account(*r, before);
     r->active = steady_ms(now);
     hub_.publish(room, std::move(serialized));

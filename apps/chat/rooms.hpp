@@ -93,7 +93,8 @@ class rooms {
   /// Forgets a room that holds nothing (no members, listeners or history), so
   /// probing room names costs no memory.
   void reap(std::string const& room);
-  /// With the map locked: forgets every room left empty by expired history.
+  /// With the map locked: forgets every room left empty by expired history,
+  /// and sets when the next one can be (so refused creations stay O(1)).
   void forget_expired();
   /// Drops the expired messages of a locked room and keeps the accounts.
   void expire(room_state& r);
@@ -106,6 +107,10 @@ class rooms {
   keel::hub& hub_;
   limits const limits_;
   std::atomic<std::size_t> total_{0};  ///< all rooms' history footprints
+  /// Steady ms before which no room's history has expired, so a sweep can
+  /// forget nothing: at the cap, a creation sweeps only after it. Lowered by
+  /// every post (its message expires history_ttl later).
+  std::atomic<std::int64_t> next_sweep_{0};
   // Guards rooms_ (the map, not the rooms). Lock order: this, then a room's.
   mutable std::mutex mutex_;
   std::map<std::string, std::shared_ptr<room_state>, std::less<>> rooms_;

@@ -48,6 +48,9 @@ std::string k_inst_rooms(std::string_view inst) { return "chat:inst-rooms:" + st
 std::string k_alive(std::string_view inst) { return "chat:alive:" + std::string(inst); }
 constexpr char const* k_rooms = "chat:rooms";
 constexpr char const* k_counts = "chat:counts";
+constexpr char const* k_history_bytes = "chat:history-bytes";
+constexpr char const* k_history_lru = "chat:history-lru";
+constexpr char const* k_history_total = "chat:history-total";
 
 // Scripts, so that each change and what depends on it are one atomic step
 // whichever instances run them at once.
@@ -87,32 +90,62 @@ if ARGV[5] == '1' then redis.call('SREM', KEYS[6], ARGV[1]) end
 return removed
 )lua";
 
-// A message is stored. KEYS: history, rooms. ARGV: message, max messages,
-// max bytes (each message plus a separator), ttl (ms), room, now (ms). The
-// list is trimmed to both limits, with the append, and expires ttl after the
-// last message (older ones are filtered out by their ts when read).
+// A message is stored. KEYS: history, rooms, history bytes, history lru,
+// history total. ARGV: message, max messages, max bytes (each message plus a
+// separator), ttl (ms), room, now (ms), max bytes of all rooms. The list is
+// trimmed to both limits, with the append, and expires ttl after the last
+// message (older ones are filtered out by their ts when read). Then all
+// rooms' history is kept within the last limit (channel_history_memory, so
+// max_rooms × history_bytes cannot add up to gigabytes in Redis either):
+// whole histories go, least recently posted to first, never the poster's.
+// Per room its bytes (a hash) and its last post (a sorted set), with the
+// sum in a counter; a history that expired on its own is taken out of them
+// by forget_script.
 constexpr char const* post_script = R"lua(
 redis.call('RPUSH', KEYS[1], ARGV[1])
 redis.call('LTRIM', KEYS[1], -tonumber(ARGV[2]), -1)
 local items = redis.call('LRANGE', KEYS[1], 0, -1)
-local total = 0
+local kept = 0
 for i = #items, 1, -1 do
-  total = total + #items[i] + 1
-  if total > tonumber(ARGV[3]) then
+  local size = #items[i] + 1
+  if kept + size > tonumber(ARGV[3]) then
     redis.call('LTRIM', KEYS[1], i, -1)
     break
   end
+  kept = kept + size
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 redis.call('ZADD', KEYS[2], ARGV[6], ARGV[5])
+local before = tonumber(redis.call('HGET', KEYS[3], ARGV[5]) or 0)
+redis.call('HSET', KEYS[3], ARGV[5], kept)
+redis.call('ZADD', KEYS[4], ARGV[6], ARGV[5])
+local total = redis.call('INCRBY', KEYS[5], kept - before)
+while total > tonumber(ARGV[7]) do
+  local oldest = redis.call('ZRANGE', KEYS[4], 0, 1)
+  local victim = oldest[1]
+  if victim == ARGV[5] then victim = oldest[2] end
+  if not victim then break end
+  local bytes = tonumber(redis.call('HGET', KEYS[3], victim) or 0)
+  redis.call('DEL', 'chat:history:' .. victim)
+  redis.call('HDEL', KEYS[3], victim)
+  redis.call('ZREM', KEYS[4], victim)
+  total = redis.call('INCRBY', KEYS[5], -bytes)
+end
 return 1
 )lua";
 
 // Rooms untouched for a ttl with neither members nor history leave
 // chat:rooms and chat:counts; the others are looked at again a ttl later.
-// KEYS: rooms, counts. ARGV: cutoff (ms), now (ms). Reads room keys by name
+// Histories last posted to before the cutoff have expired: their bytes leave
+// the accounts post_script keeps. KEYS: rooms, counts, history bytes, history
+// lru, history total. ARGV: cutoff (ms), now (ms). Reads room keys by name
 // (a single Redis, not a cluster).
 constexpr char const* forget_script = R"lua(
+for _, room in ipairs(redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', ARGV[1], 'LIMIT', 0, 1000)) do
+  redis.call('DECRBY', KEYS[5], tonumber(redis.call('HGET', KEYS[3], room) or 0))
+  redis.call('HDEL', KEYS[3], room)
+  redis.call('ZREM', KEYS[4], room)
+end
 local gone = 0
 for _, room in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 1000)) do
   if redis.call('EXISTS', 'chat:members:' .. room) == 0 and redis.call('EXISTS', 'chat:history:' .. room) == 0 then
@@ -173,6 +206,9 @@ struct shared_rooms::impl : std::enable_shared_from_this<shared_rooms::impl> {
   mutable std::mutex mutex;
   std::map<std::string, local_room, std::less<>> rooms;
   std::size_t held = 0;  ///< every local_room's hist.footprint()
+  /// Before this no local history expires, so a sweep forgets nothing: at
+  /// max_rooms a refused creation costs O(1), not a walk of every room.
+  history::clock::time_point next_sweep{};
   std::deque<std::function<keel::task<void>()>> jobs;
   bool stopping = false;
   bool wake_posted = false;
@@ -404,15 +440,25 @@ struct shared_rooms::impl : std::enable_shared_from_this<shared_rooms::impl> {
   /// Forgets the rooms left with nothing but expired history.
   void forget_expired() {
     auto now = history::clock::now();
+    next_sweep = history::clock::time_point::max();
     for (auto it = rooms.begin(); it != rooms.end();) {
       expire(it->second, now);
-      it = it->second.empty() ? rooms.erase(it) : std::next(it);
+      if (it->second.empty()) {
+        it = rooms.erase(it);
+        continue;
+      }
+      // Rooms without history are forgotten when their last member leaves.
+      if (!it->second.hist.empty()) {
+        next_sweep = std::min(next_sweep, it->second.hist.entries().back().at + opts.limits.history_ttl);
+      }
+      ++it;
     }
   }
 
   /// True when `room` is here or may be created within max_rooms.
   bool may_hold(std::string const& room) {
     if (rooms.size() < opts.limits.max_rooms || rooms.count(room)) return true;
+    if (history::clock::now() < next_sweep) return false;
     forget_expired();
     return rooms.size() < opts.limits.max_rooms;
   }
@@ -476,7 +522,7 @@ struct shared_rooms::impl : std::enable_shared_from_this<shared_rooms::impl> {
     auto now = now_ms();
     auto cmds = alive_commands();
     cmds.push_back({"SMEMBERS", "chat:instances"});
-    cmds.push_back({"EVAL", forget_script, "2", k_rooms, k_counts,
+    cmds.push_back({"EVAL", forget_script, "5", k_rooms, k_counts, k_history_bytes, k_history_lru, k_history_total,
                     std::to_string(now - opts.limits.history_ttl.count()), std::to_string(now)});
     auto r = co_await redis(cmds);
     if (!r || r->size() != 4) co_return;
@@ -630,10 +676,12 @@ struct shared_rooms::impl : std::enable_shared_from_this<shared_rooms::impl> {
     o["ts"] = ts;
     auto serialized = json::serialize(o);
     if (stored) {
-      std::vector<redis_command> keep{{"EVAL", post_script, "2", k_history(room), k_rooms, serialized,
+      std::vector<redis_command> keep{{"EVAL", post_script, "5", k_history(room), k_rooms, k_history_bytes,
+                                       k_history_lru, k_history_total, serialized,
                                        std::to_string(opts.limits.history_size),
                                        std::to_string(opts.limits.history_bytes),
-                                       std::to_string(opts.limits.history_ttl.count()), room, std::to_string(ts)}};
+                                       std::to_string(opts.limits.history_ttl.count()), room, std::to_string(ts),
+                                       std::to_string(opts.limits.history_memory)}};
       co_await redis(keep);
     }
     {
@@ -645,6 +693,7 @@ struct shared_rooms::impl : std::enable_shared_from_this<shared_rooms::impl> {
         expire(lr, now);
         held -= lr.hist.footprint();
         lr.hist.push({0, id, serialized, now}, opts.limits);
+        next_sweep = std::min(next_sweep, now + opts.limits.history_ttl);
         held += lr.hist.footprint();
         lr.active = now;
         evict(room);
