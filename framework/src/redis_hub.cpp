@@ -11,7 +11,7 @@
 #include <keel/metrics.hpp>
 #include <keel/redis_hub.hpp>
 
-#include "ws_state.hpp"
+#include "ws/ws_state.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>

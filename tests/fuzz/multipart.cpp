@@ -1,7 +1,7 @@
 // multipart/form-data bodies through the scanner in pieces of a size the
 // input picks (first byte), the caller's way (unconsumed rest + next piece);
 // the first line is also tried as a Content-Type for its boundary.
-#include "multipart_scanner.hpp"
+#include "http/multipart_scanner.hpp"
 
 #include <cstddef>
 #include <cstdint>

@@ -8,7 +8,7 @@
 // the body (a chunked body's trailer fields must not move the head's storage:
 // issue 21 #1, under ASan), and the header section is the same (a trailer
 // field is never a header: #2).
-#include "request_parser.hpp"
+#include "http/request_parser.hpp"
 
 #include <keel/request.hpp>
 

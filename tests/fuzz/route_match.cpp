@@ -1,6 +1,6 @@
 // Arbitrary paths matched against a route tree with static, parameter and
 // catch-all routes; arbitrary patterns inserted (rejected ones throw).
-#include "route_tree.hpp"
+#include "http/route_tree.hpp"
 
 #include <cstddef>
 #include <cstdint>

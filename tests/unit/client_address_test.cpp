@@ -1,6 +1,6 @@
 // trusted_proxies: CIDR parsing and the walk over Forwarded / X-Forwarded-For
 // that turns a trusted peer into the client it forwards for (SPEC §2).
-#include "client_address.hpp"
+#include "http/client_address.hpp"
 
 #include <keel/config.hpp>
 

@@ -2,7 +2,7 @@
 // popped prefix, and what it holds once empty.
 #include <catch2/catch.hpp>
 
-#include "fifo.hpp"
+#include "core/fifo.hpp"
 
 #include <memory>
 #include <string>

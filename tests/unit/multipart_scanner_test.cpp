@@ -3,7 +3,7 @@
 // parts; binary data with near-delimiters; boundaries; every error.
 #include <catch2/catch.hpp>
 
-#include "multipart_scanner.hpp"
+#include "http/multipart_scanner.hpp"
 
 #include <string>
 #include <vector>

@@ -14,7 +14,7 @@
 #include <keel/timeout.hpp>
 #include <keel/ws.hpp>
 
-#include "fifo.hpp"
+#include "core/fifo.hpp"
 
 #include <boost/asio/ssl/stream.hpp>
 #include <boost/beast/core/flat_buffer.hpp>

@@ -1,7 +1,7 @@
 // Loading the server's certificate and key, and the handshake settings every
 // TLS connection shares. Errors are found here, at startup or on SIGHUP, so a
 // handshake never meets a half-configured context.
-#include "tls_context.hpp"
+#include "server/tls_context.hpp"
 
 #include <keel/config.hpp>
 #include <keel/log.hpp>

@@ -13,4 +13,4 @@
 #pragma GCC diagnostic ignored "-Wsubobject-linkage"
 #endif
 #define KEEL_SESSION_TLS_UNIT
-#include "session.cpp"  // NOLINT(bugprone-suspicious-include): one unit for the TLS session, see above
+#include "http/session.cpp"  // NOLINT(bugprone-suspicious-include): one unit for the TLS session, see above

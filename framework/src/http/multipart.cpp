@@ -8,7 +8,7 @@
 #include <keel/error.hpp>
 #include <keel/multipart.hpp>
 
-#include "multipart_scanner.hpp"
+#include "http/multipart_scanner.hpp"
 
 #include <boost/beast/core/string.hpp>
 

@@ -6,10 +6,10 @@
 #include <keel/utf8.hpp>
 #include <keel/ws.hpp>
 
-#include "connection.hpp"
-#include "server_state.hpp"
-#include "tls_stream.hpp"
-#include "ws_state.hpp"
+#include "http/connection.hpp"
+#include "http/server_state.hpp"
+#include "http/tls_stream.hpp"
+#include "ws/ws_state.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>

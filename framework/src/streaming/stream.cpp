@@ -12,10 +12,10 @@
 #include <keel/metrics.hpp>
 #include <keel/stream.hpp>
 
-#include "connection.hpp"
-#include "response_writer.hpp"
-#include "server_state.hpp"
-#include "tls_stream.hpp"
+#include "http/connection.hpp"
+#include "http/response_writer.hpp"
+#include "http/server_state.hpp"
+#include "http/tls_stream.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/this_coro.hpp>

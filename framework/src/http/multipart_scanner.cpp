@@ -1,4 +1,4 @@
-#include "multipart_scanner.hpp"
+#include "http/multipart_scanner.hpp"
 
 #include <algorithm>
 #include <cctype>

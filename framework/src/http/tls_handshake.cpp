@@ -1,9 +1,9 @@
 // A TLS connection's life around the HTTP session: the server handshake
 // (tls_handshake_timeout, cancelled like every other wait by the connection's
 // watchdog, so drain and deadlines reach it) and close_notify at the end.
-#include "tls_stream.hpp"
+#include "http/tls_stream.hpp"
 
-#include "server_state.hpp"
+#include "http/server_state.hpp"
 
 #include <keel/log.hpp>
 #include <keel/metrics.hpp>

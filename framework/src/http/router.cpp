@@ -1,6 +1,6 @@
 #include <keel/router.hpp>
 
-#include "router_state.hpp"
+#include "http/router_state.hpp"
 
 #include <boost/beast/http/verb.hpp>
 

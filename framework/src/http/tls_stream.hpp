@@ -3,7 +3,7 @@
 // stays in connection::socket so the deadline, peer-watch and drain code that
 // works on the socket works unchanged. Only TLS connections allocate one; a
 // plain connection carries a null pointer and runs the tcp_socket session.
-#include "connection.hpp"
+#include "http/connection.hpp"
 
 #include <boost/asio/ssl/context.hpp>
 #include <boost/asio/ssl/stream.hpp>

@@ -6,9 +6,9 @@
 #include <keel/context.hpp>
 #include <keel/error.hpp>
 
-#include "body_source.hpp"
-#include "server_state.hpp"
-#include "tls_stream.hpp"
+#include "http/body_source.hpp"
+#include "http/server_state.hpp"
+#include "http/tls_stream.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/write.hpp>

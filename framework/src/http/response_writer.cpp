@@ -1,4 +1,4 @@
-#include "response_writer.hpp"
+#include "http/response_writer.hpp"
 
 #include <boost/beast/core/string.hpp>
 

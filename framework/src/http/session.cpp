@@ -2,14 +2,14 @@
 // chain, write the response, loop while keep-alive holds. Every wait is guarded
 // by the connection's watchdog; errors inside are error codes, and nothing
 // escapes the coroutine.
-#include "body_source.hpp"
-#include "connection.hpp"
-#include "request_parser.hpp"
-#include "response_writer.hpp"
-#include "route_tree.hpp"
-#include "router_state.hpp"
-#include "server_state.hpp"
-#include "tls_stream.hpp"
+#include "http/body_source.hpp"
+#include "http/connection.hpp"
+#include "http/request_parser.hpp"
+#include "http/response_writer.hpp"
+#include "http/route_tree.hpp"
+#include "http/router_state.hpp"
+#include "http/server_state.hpp"
+#include "http/tls_stream.hpp"
 
 #include <keel/context.hpp>
 #include <keel/log.hpp>

@@ -3,7 +3,7 @@
 // chain of every route and of every automatic answer.
 #include <keel/router.hpp>
 
-#include "route_tree.hpp"
+#include "http/route_tree.hpp"
 
 #include <deque>
 #include <string>

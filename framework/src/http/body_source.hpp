@@ -2,8 +2,8 @@
 // The session's side of a streamed request body (keel/body_stream.hpp): the
 // parser in streaming mode over the connection's buffer, and what the reads
 // so far have seen. Lives in the session's loop for one request.
-#include "connection.hpp"
-#include "request_parser.hpp"
+#include "http/connection.hpp"
+#include "http/request_parser.hpp"
 
 #include <cstdint>
 #include <optional>

@@ -5,7 +5,7 @@
 #include <keel/router.hpp>
 #include <keel/server.hpp>
 
-#include "client_address.hpp"
+#include "http/client_address.hpp"
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/ip/address.hpp>

@@ -1,6 +1,6 @@
 #include <keel/response.hpp>
 
-#include "response_writer.hpp"
+#include "http/response_writer.hpp"
 
 #include <boost/beast/core/string.hpp>
 #include <boost/json/serialize.hpp>

@@ -1,4 +1,4 @@
-#include "trace_ids.hpp"
+#include "base/trace_ids.hpp"
 
 #include <array>
 #include <cstdint>

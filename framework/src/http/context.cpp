@@ -4,10 +4,10 @@
 #include <keel/log.hpp>
 #include <keel/utf8.hpp>
 
-#include "connection.hpp"
-#include "route_tree.hpp"
-#include "server_state.hpp"
-#include "trace_ids.hpp"
+#include "http/connection.hpp"
+#include "http/route_tree.hpp"
+#include "http/server_state.hpp"
+#include "base/trace_ids.hpp"
 
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>

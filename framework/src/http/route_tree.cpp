@@ -1,4 +1,4 @@
-#include "route_tree.hpp"
+#include "http/route_tree.hpp"
 
 #include <algorithm>
 #include <stdexcept>

@@ -1,6 +1,6 @@
 #include <keel/hub.hpp>
 
-#include "ws_state.hpp"
+#include "ws/ws_state.hpp"
 
 #include <boost/asio/post.hpp>
 

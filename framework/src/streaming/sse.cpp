@@ -15,10 +15,10 @@
 #include <keel/metrics.hpp>
 #include <keel/sse.hpp>
 
-#include "connection.hpp"
-#include "response_writer.hpp"
-#include "server_state.hpp"
-#include "tls_stream.hpp"
+#include "http/connection.hpp"
+#include "http/response_writer.hpp"
+#include "http/server_state.hpp"
+#include "http/tls_stream.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>

@@ -3,8 +3,8 @@
 #include <keel/context.hpp>
 #include <keel/metrics.hpp>
 
-#include "http_connection.hpp"
-#include "trace_ids.hpp"
+#include "client/http_connection.hpp"
+#include "base/trace_ids.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/connect.hpp>

@@ -2,10 +2,10 @@
 
 #include <keel/log.hpp>
 
-#include "connection.hpp"
-#include "server_state.hpp"
-#include "tls_context.hpp"
-#include "tls_stream.hpp"
+#include "http/connection.hpp"
+#include "http/server_state.hpp"
+#include "server/tls_context.hpp"
+#include "http/tls_stream.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>

@@ -1,4 +1,4 @@
-#include "request_parser.hpp"
+#include "http/request_parser.hpp"
 
 #include <boost/beast/core/string.hpp>
 #include <boost/beast/http/error.hpp>
