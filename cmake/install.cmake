@@ -3,9 +3,10 @@
 # Included at the end of the top-level CMakeLists.txt, after every target
 # exists. Layout under the prefix:
 #
-#   include/keel/...                  public headers (framework, middleware, testing)
-#   lib/libkeel_{boost,framework,middleware,testing}.a
-#   lib/cmake/keel/keelConfig.cmake   + keelConfigVersion.cmake, keelTargets*.cmake
+#   include/keel/...                  public headers (framework, middleware, redis, testing)
+#   lib/libkeel_{boost,framework,middleware,redis,testing}.a
+#   lib/cmake/keel/keelConfig.cmake   + keelConfigVersion.cmake, keelTargets*.cmake,
+#                                       keelRedisTargets*.cmake (the redis component)
 #   bin/keel                          the CLI (apps/keel), when it is built
 #
 # See docs/building.md, "Using an installed keel".
@@ -28,7 +29,21 @@ install(TARGETS ${_keel_exported_targets}
   ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR} COMPONENT keel_development
   LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR} COMPONENT keel_development)
 
-foreach(_keel_dir framework middleware testing)
+# keel::redis is exported apart, as the component `redis`: its hiredis is found
+# only by the projects that ask for it (find_package(keel COMPONENTS redis)).
+if(TARGET keel_redis)
+  install(TARGETS keel_redis
+    EXPORT keelRedisTargets
+    ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR} COMPONENT keel_development
+    LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR} COMPONENT keel_development)
+  install(EXPORT keelRedisTargets
+    NAMESPACE keel::
+    FILE keelRedisTargets.cmake
+    DESTINATION ${KEEL_INSTALL_CMAKEDIR}
+    COMPONENT keel_development)
+endif()
+
+foreach(_keel_dir framework middleware redis testing)
   install(DIRECTORY ${PROJECT_SOURCE_DIR}/${_keel_dir}/include/
     DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}
     COMPONENT keel_development
@@ -62,10 +77,6 @@ foreach(_keel_target IN LISTS _keel_exported_targets)
              "find_dependency(PkgConfig)\npkg_check_modules(BROTLI REQUIRED IMPORTED_TARGET libbrotlienc libbrotlidec)\n")
     elseif(_keel_lib MATCHES "SQLite::SQLite3")
       string(APPEND KEEL_FIND_EXTRA_DEPENDENCIES "find_dependency(SQLite3)\n")
-    elseif(_keel_lib MATCHES "PkgConfig::HIREDIS")
-      # pkg-config's imported target is not global: the consumer recreates it.
-      string(APPEND KEEL_FIND_EXTRA_DEPENDENCIES
-        "find_dependency(PkgConfig)\npkg_check_modules(HIREDIS REQUIRED IMPORTED_TARGET hiredis)\n")
     elseif(_keel_lib MATCHES "Catch2::Catch2")
       string(APPEND KEEL_FIND_EXTRA_DEPENDENCIES "find_dependency(Catch2 2.13)\n")
     endif()

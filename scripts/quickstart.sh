@@ -7,11 +7,12 @@
 #
 #   ./scripts/quickstart.sh test
 #       install the packages (with the browser), then
-#         default preset: configure, build (stages configure, build), the whole ctest suite
+#         layers:         the include rules of docs/architecture.md (scripts/check_layers.py)
+#         default preset: configure and build (stages of their own), the whole ctest suite
 #         asan preset:    ASan+UBSan build (clang 14, with the fuzz targets), ctest labels core|websocket
 #         tsan preset:    TSan build, ctest label concurrency
 #         fuzz:           every libFuzzer target of the asan tree for KEEL_FUZZ_SECONDS (60)
-#         tidy:           clang-tidy over framework/ and middleware/, zero warnings
+#         tidy:           clang-tidy over framework/, middleware/ and redis/, zero warnings
 #       and print the time each stage took. Exits non-zero if any stage fails;
 #       every stage runs even after an earlier one failed, so one run shows all.
 #
@@ -23,7 +24,7 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 
 usage() {
-  sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 if [[ "${CI:-}" == "true" ]]; then
@@ -102,9 +103,9 @@ summary() {
 
 # The sanitizer trees and clang-tidy's pass are compiled in the
 # background at idle CPU priority (SCHED_IDLE) from the end of the default
-# build on: the suites leave a core idle much of the time (tests waiting on
-# sockets, timers and child processes), and on a fresh machine those builds are
-# most of the run. Each stage waits for its own piece, then runs as before: its
+# build on: on a fresh machine those builds are most of the run, and the
+# default suite, much of it waiting on sockets, timers and child processes,
+# leaves them CPU to use. Each stage waits for its own piece, then runs as before: its
 # build step is then a no-op, or shows the errors again if the background
 # build failed. A tree is never built by two ninjas at once.
 prebuild_dir="$root/build/prebuild"
@@ -174,6 +175,7 @@ case "$cmd" in
     failed=0
     # Without the packages nothing after this can pass: stop here.
     stage deps bash "$root/scripts/install-deps.sh" --with-browser || { summary; exit 1; }
+    stage layers /usr/bin/python3 "$root/scripts/check_layers.py" || failed=1
     # The default preset in the foreground: configure and build at full speed,
     # then the background builds start and its suite runs.
     if stage configure cmake --preset default && stage build cmake --build --preset default; then

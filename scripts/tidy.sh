@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # scripts/tidy.sh: clang-tidy 14 with the checked-in .clang-tidy over keel's
-# framework/ and middleware/ sources (or the files given), with the flags of
+# framework/, middleware/ and redis/ sources (or the files given), with the flags of
 # the clang-built `fuzz` preset (only configured, never built: its precompiled
 # header is left out, the header it was made from is still included). Prints
 # the warnings and a count per file and check; exits 1 when there is any.
@@ -53,7 +53,7 @@ root = sys.argv[2]
 seen = set()
 for e in json.load(open(sys.argv[1])):
     f = e["file"]
-    if not (f.startswith(root + "/framework/") or f.startswith(root + "/middleware/")):
+    if not f.startswith((root + "/framework/", root + "/middleware/", root + "/redis/")):
         continue
     if f.endswith("boost_impl.cpp") or f in seen: continue
     seen.add(f); print(f)' "$db/compile_commands.json" "$root" | sort)

@@ -64,6 +64,13 @@ std::string read_file(fs::path const& path) {
 }
 
 // "  src/a.cpp\n  src/b.cpp" for the .cpp files under `folder`, `first` leading.
+// A template whose code includes keel's Redis headers links keel::redis (and
+// only then needs hiredis).
+bool uses_redis(std::map<std::string, std::string_view> const& files) {
+  return std::any_of(files.begin(), files.end(),
+                     [](auto const& f) { return f.second.find("#include <keel/redis") != std::string_view::npos; });
+}
+
 std::string cmake_list(std::map<std::string, std::string_view> const& files, std::string_view folder,
                        std::string_view first, std::string_view skip) {
   std::vector<std::string> paths;
@@ -145,6 +152,9 @@ fs::path new_project(std::string const& name, std::string const& tmpl, fs::path 
                       {"ident", identifier(name)},
                       {"template", tmpl},
                       {"keel_version", std::string(version)},
+                      {"keel_components", uses_redis(files) ? " COMPONENTS redis" : ""},
+                      {"keel_libs", uses_redis(files) ? "keel::framework keel::middleware keel::redis"
+                                                      : "keel::framework keel::middleware"},
                       {"sources", cmake_list(files, "src/", "src/routes.cpp", "src/main.cpp")},
                       {"tests", cmake_list(files, "tests/", "tests/main.cpp", "")}};
 

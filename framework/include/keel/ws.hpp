@@ -89,7 +89,10 @@ class ws_handle {
   bool send_shared(std::shared_ptr<std::string const> data, bool binary = false) const;
   bool is_open() const;
   std::uint64_t id() const;
-  detail::ws_state* state() const { return state_.get(); }
+  /// Runs `f` on the session's own thread once it has ended, after the
+  /// callbacks registered before it; at once (on that thread) if it has
+  /// ended already. From any thread. Hubs leave their rooms this way.
+  void on_end(std::function<void()> f) const;
   explicit operator bool() const { return state_ != nullptr; }
   friend bool operator==(ws_handle const& a, ws_handle const& b) { return a.state_ == b.state_; }
 

@@ -3,7 +3,6 @@
 #include <keel/net.hpp>
 #include <keel/options.hpp>
 #include <keel/router.hpp>
-#include <keel/server.hpp>
 
 #include "http/client_address.hpp"
 

@@ -1,9 +1,5 @@
 #include <keel/hub.hpp>
 
-#include "ws/ws_state.hpp"
-
-#include <boost/asio/post.hpp>
-
 #include <algorithm>
 #include <unordered_map>
 
@@ -47,19 +43,10 @@ void local_hub::join(std::string const& room, ws_handle member) {
   }
   // The leave runs on the session's own thread when it ends; the hub may be
   // gone by then, hence the weak reference.
-  auto* state = member.state();
   std::weak_ptr<impl> weak = impl_;
-  auto leave = [weak, room, member] {
+  member.on_end([weak, room, member] {
     if (auto h = weak.lock()) h->remove(room, member);
-  };
-  if (state->ex.running_in_this_thread()) {
-    state->on_end.push_back(std::move(leave));
-  } else {
-    asio::post(state->ex, [member, leave = std::move(leave)]() mutable {
-      if (member.is_open()) member.state()->on_end.push_back(std::move(leave));
-      else leave();
-    });
-  }
+  });
 }
 
 void local_hub::leave(std::string const& room, ws_handle const& member) { impl_->remove(room, member); }

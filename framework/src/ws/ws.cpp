@@ -572,6 +572,17 @@ bool ws_handle::send_shared(std::shared_ptr<std::string const> data, bool binary
 bool ws_handle::is_open() const { return state_ && state_->open.load(); }
 std::uint64_t ws_handle::id() const { return state_ ? state_->id : 0; }
 
+void ws_handle::on_end(std::function<void()> f) const {
+  if (!state_) return;
+  auto run_or_keep = [state = state_, f = std::move(f)]() mutable {
+    // The session sets open to false before it runs the callbacks, on this thread.
+    if (state->open.load()) state->on_end.push_back(std::move(f));
+    else f();
+  };
+  if (state_->ex.running_in_this_thread()) run_or_keep();
+  else asio::post(state_->ex, std::move(run_or_keep));
+}
+
 websocket::websocket(std::shared_ptr<detail::ws_state> s, context& ctx) : state_(std::move(s)), ctx_(ctx) {}
 
 std::string const& websocket::subprotocol() const { return state_->subprotocol; }

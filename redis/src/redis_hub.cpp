@@ -11,7 +11,6 @@
 #include <keel/metrics.hpp>
 #include <keel/redis_hub.hpp>
 
-#include "ws/ws_state.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -454,19 +453,10 @@ void redis_hub::join(std::string const& room, ws_handle member) {
   impl_->local.join(room, member);
   // After local_hub's own leave (registered first, run first): when the
   // session ends the subscriber recomputes the rooms with local members.
-  auto* state = member.state();
   std::weak_ptr<impl> weak = impl_;
-  auto changed = [weak] {
+  member.on_end([weak] {
     if (auto h = weak.lock()) h->wake_subscriber();
-  };
-  if (state->ex.running_in_this_thread()) {
-    state->on_end.push_back(std::move(changed));
-  } else {
-    asio::post(state->ex, [member, changed = std::move(changed)]() mutable {
-      if (member.is_open()) member.state()->on_end.push_back(std::move(changed));
-      else changed();
-    });
-  }
+  });
   impl_->wake_subscriber();
 }
 
