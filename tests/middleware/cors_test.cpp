@@ -2,11 +2,14 @@
 // echoed, Vary: Origin everywhere.
 #include <catch2/catch.hpp>
 
+#include "sse_client.hpp"
 #include "test_app.hpp"
 
 #include <keel/context.hpp>
 #include <keel/middleware/auth.hpp>
 #include <keel/middleware/cors.hpp>
+#include <keel/middleware/security_headers.hpp>
+#include <keel/sse.hpp>
 
 using namespace keel::test;
 using keel::context;
@@ -158,4 +161,25 @@ TEST_CASE("cors attached to a route applies to that route only", "[cors][attach]
   // The automatic OPTIONS of a route runs through that route's chain.
   CHECK(run.request("OPTIONS", "/with", {}, preflight("https://app.example", "GET")).header(
             "Access-Control-Allow-Origin") == "https://app.example");
+}
+
+TEST_CASE("an SSE stream's head carries the headers CORS and security headers middleware set", "[cors][sse]") {
+  keel::app app(test_options());
+  app.use(mw::cors(app_origin()));
+  app.use(mw::security_headers());
+  keel::add_sse_route(app, "/events", [](keel::sse_stream& s) -> task<void> {
+    co_await s.send("hello", "world");
+  });
+  kt::running_app run(app);
+  sse_client c(run.port(), "/events", "Origin: https://app.example\r\n");
+  REQUIRE(c.read_to_eof());
+  auto head = c.head();
+  INFO(head);
+  CHECK(head.rfind("HTTP/1.1 200 OK\r\n", 0) == 0);
+  CHECK(head.find("Access-Control-Allow-Origin: https://app.example\r\n") != std::string::npos);
+  CHECK(head.find("Vary: Origin\r\n") != std::string::npos);
+  CHECK(head.find("X-Content-Type-Options: nosniff\r\n") != std::string::npos);
+  CHECK(head.find("Content-Type: text/event-stream\r\n") != std::string::npos);
+  CHECK(head.find("X-Request-Id: ") != std::string::npos);
+  CHECK(c.body() == "event: hello\ndata: world\n\n");
 }

@@ -67,9 +67,9 @@ struct sse_options {
   std::size_t queue_limit = 1024 * 1024;
   /// When set, a `retry:` field first: the client's reconnection delay.
   std::optional<std::chrono::milliseconds> retry;
-  /// Extra response headers (e.g. Access-Control-Allow-Origin). The stream's
-  /// head is written by keel: Content-Type, Cache-Control, Connection,
-  /// X-Request-Id and traceresponse are always there.
+  /// The route's own response headers, set over those middleware set.
+  /// Content-Type, Cache-Control, Connection, X-Request-Id and
+  /// traceresponse are always there.
   std::vector<std::pair<std::string, std::string>> headers;
 };
 
@@ -137,10 +137,10 @@ class sse_stream {
 using sse_handler = std::function<task<void>(sse_stream&)>;
 
 /// The response that turns this request into an event stream run by `h`.
-/// Its status (200) and headers are what middleware and the access log see;
-/// the head on the wire is built from `o.headers` and the request's context
-/// (headers that middleware adds to the returned response are not sent). A
-/// HEAD request gets the head only.
+/// Its status (200) and headers are what middleware and the access log see,
+/// and what the stream's head carries: every header middleware set, with
+/// the event stream's own and `o.headers` set over them. A HEAD request
+/// gets the head only.
 response sse_response(context& ctx, sse_handler h, sse_options o = {});
 
 /// Registers a GET route that streams with `h` (app.get + sse_response).

@@ -338,33 +338,34 @@ void watch_reads(std::shared_ptr<connection> c, Stream& s, std::shared_ptr<sse_s
   });
 }
 
-std::string render_sse_head(context& ctx, sse_options const& o) {
+// The head is the response the middleware chain built (CORS, security
+// headers, cookies reach SSE clients like any other), with what an event
+// stream needs set over it, and the request id and trace response added
+// when no middleware did. The stream ends with the connection.
+std::string render_sse_head(context& ctx, sse_options const& o, response const& chain) {
+  response r = chain;
+  r.status = 200;
+  r.body.clear();
+  r.set_header("Content-Type", "text/event-stream");
+  r.set_header("Cache-Control", "no-cache");
+  r.set_header("X-Accel-Buffering", "no");
+  if (!r.header("X-Request-Id")) r.set_header("X-Request-Id", ctx.request_id());
+  if (!r.header("traceresponse")) {
+    static constexpr char hex[] = "0123456789abcdef";
+    auto const& t = ctx.trace();
+    std::string value = "00-";
+    value.append(t.trace_id);
+    value.push_back('-');
+    value.append(t.span_id);
+    value.push_back('-');
+    value.push_back(hex[t.flags >> 4]);
+    value.push_back(hex[t.flags & 0xf]);
+    r.set_header("traceresponse", value);
+  }
+  for (auto const& [name, value] : o.headers) r.set_header(name, value);
   std::string out;
   out.reserve(512);
-  out.append(ctx.req().version() == 10 ? "HTTP/1.0 200 OK\r\n" : "HTTP/1.1 200 OK\r\n");
-  out.append("Server: keel\r\nDate: ");
-  out.append(http_date());
-  out.append(
-      "\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nConnection: close\r\n"
-      "X-Accel-Buffering: no\r\nX-Request-Id: ");
-  out.append(ctx.request_id());
-  static constexpr char hex[] = "0123456789abcdef";
-  auto const& t = ctx.trace();
-  out.append("\r\ntraceresponse: 00-");
-  out.append(t.trace_id);
-  out.push_back('-');
-  out.append(t.span_id);
-  out.push_back('-');
-  out.push_back(hex[t.flags >> 4]);
-  out.push_back(hex[t.flags & 0xf]);
-  out.append("\r\n");
-  for (auto const& [name, value] : o.headers) {
-    out.append(name);
-    out.append(": ");
-    append_clean(out, value);
-    out.append("\r\n");
-  }
-  out.append("\r\n");
+  render_streamed_head(out, r, {ctx.req().version(), false, false}, body_framing::close, 0);
   return out;
 }
 
@@ -374,7 +375,7 @@ task<void> run_sse_handler(std::shared_ptr<sse_state> st, context& ctx, std::sha
 }
 
 template <class Stream>
-task<void> run_sse_over(context& ctx, std::shared_ptr<sse_job> job, Stream& s) {
+task<void> run_sse_over(context& ctx, std::shared_ptr<sse_job> job, response const& chain, Stream& s) {
   auto& c = *ctx.connection();
   auto self = c.shared_from_this();
   auto const& opts = job->options;
@@ -382,7 +383,7 @@ task<void> run_sse_over(context& ctx, std::shared_ptr<sse_job> job, Stream& s) {
   st->shared->stream = st;
   if (auto h = ctx.header("Last-Event-ID")) st->last_event_id.assign(*h);
 
-  st->enqueue(render_sse_head(ctx, opts));
+  st->enqueue(render_sse_head(ctx, opts, chain));
   if (ctx.method() == verb::head) {
     st->close();
     co_await st->write_loop(c, s, c.server.opts.sse_heartbeat);
@@ -440,13 +441,13 @@ task<void> run_sse_over(context& ctx, std::shared_ptr<sse_job> job, Stream& s) {
   m.active.dec();
 }
 
-task<void> run_sse(context& ctx, std::shared_ptr<sse_job> job) {
+task<void> run_sse(context& ctx, std::shared_ptr<sse_job> job, response const& chain) {
   auto* c = ctx.connection();
   if (!c) co_return;
   if (c->tls) {
-    co_await run_sse_over(ctx, std::move(job), c->tls->stream);
+    co_await run_sse_over(ctx, std::move(job), chain, c->tls->stream);
   } else {
-    co_await run_sse_over(ctx, std::move(job), c->socket);
+    co_await run_sse_over(ctx, std::move(job), chain, c->socket);
   }
 }
 
@@ -494,7 +495,7 @@ response sse_response(context& ctx, sse_handler h, sse_options o) {
   r.set_header("Content-Type", "text/event-stream");
   r.set_header("Cache-Control", "no-cache");
   auto job = std::make_shared<detail::sse_job>(detail::sse_job{std::move(h), std::move(o)});
-  r.upgrade = [job](context& c, response const&) { return detail::run_sse(c, job); };
+  r.upgrade = [job](context& c, response const& chain) { return detail::run_sse(c, job, chain); };
   return r;
 }
 
