@@ -32,7 +32,7 @@ ALLOWED = {
 # The layer each public header belongs to (framework/include/keel/<name>.hpp).
 PUBLIC = {
     "base": "config error json log metrics net options utf8",
-    "core": "backoff offload pool timeout",
+    "core": "backoff offload pool task_scope timeout",
     "http": "body_stream context middleware multipart request response router",
     "streaming": "sse static_files stream",
     "ws": "hub ws ws_client",

@@ -1,4 +1,5 @@
 #include <keel/pool.hpp>
+#include <keel/task_scope.hpp>
 
 #include <keel/log.hpp>
 #include <keel/metrics.hpp>
@@ -9,7 +10,6 @@
 #include <boost/asio/associated_executor.hpp>
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/co_spawn.hpp>
-#include <boost/asio/detached.hpp>
 #include <boost/asio/error.hpp>
 #include <boost/asio/execution/outstanding_work.hpp>
 #include <boost/asio/prefer.hpp>
@@ -134,6 +134,8 @@ class pool_core : public std::enable_shared_from_this<pool_core> {
   bool closed = false;
   bool housekeeping = false;
   pool_metrics met;
+  // The housekeeping loop, owned here: the pool's end cancels it.
+  task_scope tasks;
 
   // Completions decided under the lock, posted after it.
   using wake_list = std::vector<std::shared_ptr<pool_waiter>>;
@@ -741,7 +743,7 @@ void pool_core::start_housekeeping() {
   if (housekeeping) return;
   housekeeping = true;
   auto every = std::max(lim.housekeeping_interval, std::chrono::milliseconds(1));
-  asio::co_spawn(housekeeping_executor(), housekeeping_loop(weak_from_this(), every), asio::detached);
+  tasks.spawn(housekeeping_executor(), housekeeping_loop(weak_from_this(), every), "pool housekeeping");
 }
 
 }  // namespace keel::detail

@@ -3,6 +3,7 @@
 #include <keel/net.hpp>
 #include <keel/options.hpp>
 #include <keel/router.hpp>
+#include <keel/task_scope.hpp>
 
 #include "http/client_address.hpp"
 
@@ -77,6 +78,9 @@ struct server_state {
   std::atomic<unsigned> accept_loops{0};
 
   std::vector<std::function<void()>> stop_hooks;
+  /// Every session (on the I/O threads): drain joins it. Declared after
+  /// `threads`, so it is gone before their io_contexts are.
+  task_scope sessions;
 
   std::mutex done_mutex;
   std::condition_variable done_cv;

@@ -10,7 +10,7 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/co_spawn.hpp>
-#include <boost/asio/detached.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
@@ -116,6 +116,26 @@ void raise_descriptor_limit(options const& o) {
   }
 }
 
+// A session, then its connection's bookkeeping however it ended (an
+// exception still reaches the scope, which logs it).
+task<void> own_session(server_state& s, std::shared_ptr<connection> c, std::optional<asio::ip::address> counted) {
+  std::exception_ptr failed;
+  try {
+    if (c->tls) {
+      co_await detail::run_tls_session(c);
+    } else {
+      co_await detail::run_session(c, c->socket);
+    }
+  } catch (...) {
+    failed = std::current_exception();
+  }
+  c->delist();
+  c->wd->stop();
+  if (counted) s.per_client.release(*counted);
+  s.connection_closed();
+  if (failed) std::rethrow_exception(failed);
+}
+
 task<void> accept_loop(server_state& s, tcp_acceptor& acceptor) {
   steady_timer backoff(acceptor.get_executor());
   for (;;) {
@@ -159,29 +179,11 @@ task<void> accept_loop(server_state& s, tcp_acceptor& acceptor) {
     s.active.fetch_add(1, std::memory_order_relaxed);
     s.accepted.fetch_add(1, std::memory_order_relaxed);
     auto c = std::make_shared<connection>(std::move(socket), s, target);
+    if (s.tls) c->tls = std::make_unique<detail::tls_stream>(c->socket, s.tls->current());
+    // The connection's watchdog cancels the session (deadlines, drain, force
+    // close); the scope owns it, logs what escapes it and lets drain join it.
     auto slot = c->wd->slot();
-    auto done = [&s, c, counted](std::exception_ptr const& e) {
-                     if (e) {
-                       try {
-                         std::rethrow_exception(e);
-                       } catch (std::exception const& x) {
-                         log::error("session failed", {{"error", x.what()}});
-                       } catch (...) {
-                       }
-                     }
-                     c->delist();
-                     c->wd->stop();
-                     if (counted) s.per_client.release(*counted);
-                     s.connection_closed();
-                   };
-    if (s.tls) {
-      c->tls = std::make_unique<detail::tls_stream>(c->socket, s.tls->current());
-      asio::co_spawn(target.ioc.get_executor(), detail::run_tls_session(c),
-                     asio::bind_cancellation_slot(slot, std::move(done)));
-    } else {
-      asio::co_spawn(target.ioc.get_executor(), detail::run_session(c, c->socket),
-                     asio::bind_cancellation_slot(slot, std::move(done)));
-    }
+    s.sessions.spawn(target.ioc.get_executor(), own_session(s, c, counted), "session", {}, slot);
   }
   s.accept_loops.fetch_sub(1);
 }
@@ -210,11 +212,10 @@ task<void> drain(server_state& s) {
     std::vector<connection*> now(t.connections.begin(), t.connections.end());
     for (auto* c : now) c->drain();
   });
-  auto deadline = clock::now() + s.opts.drain_timeout;
-  while (s.active.load() > 0 && clock::now() < deadline) {
-    timer.expires_after(std::chrono::milliseconds(5));
-    co_await timer.async_wait(asio::as_tuple(use_task));
-  }
+  // The sessions' scope completes when the last one ends; the timer bounds the wait.
+  using namespace asio::experimental::awaitable_operators;
+  timer.expires_after(s.opts.drain_timeout);
+  co_await (s.sessions.join() || timer.async_wait(asio::as_tuple(use_task)));
   if (auto left = s.active.load(); left > 0) {
     s.forced.fetch_add(left);
     log::warn("drain timeout: closing connections", {{"connections", left}});
@@ -222,11 +223,8 @@ task<void> drain(server_state& s) {
       std::vector<connection*> now(t.connections.begin(), t.connections.end());
       for (auto* c : now) c->force_close();
     });
-    auto hard = clock::now() + std::chrono::seconds(5);
-    while (s.active.load() > 0 && clock::now() < hard) {
-      timer.expires_after(std::chrono::milliseconds(5));
-      co_await timer.async_wait(asio::as_tuple(use_task));
-    }
+    timer.expires_after(std::chrono::seconds(5));
+    co_await (s.sessions.join() || timer.async_wait(asio::as_tuple(use_task)));
   }
   {
     std::lock_guard lock(s.done_mutex);

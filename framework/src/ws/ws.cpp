@@ -178,6 +178,7 @@ task<void> ws_session<NextLayer>::writer() {
   auto self = shared_from_this();
   auto guarded = [this] { return asio::bind_cancellation_slot(write_wd_->slot(), tuple_task); };
   for (;;) {
+    if (ws_fault_for_tests) ws_fault_for_tests("writer");
     if (slow_) {
       // A slow consumer: what it has not taken is dropped (and counted), a
       // 1008 is tried for a second, then the connection goes.
@@ -240,10 +241,57 @@ task<void> ws_session<NextLayer>::writer() {
     wake_timer_.expires_at(due);
     co_await wake_timer_.async_wait(tuple_task);
   }
+}
+
+void ws_state::writer_ended() {
   write_wd_->stop();
   writer_done_ = true;
   reader_timer_.cancel();  // a reader that left the close to us reports it now
   join_timer_.cancel();
+}
+
+void ws_state::reader_ended() {
+  reader_done_ = true;
+  inbox_timer_.cancel();
+  wake();  // the writer has nothing left to wait for
+  join_timer_.cancel();
+}
+
+namespace {
+
+// The writer, then what its end means to the session, however it ended: an
+// exception (logged by the scope, with the trace id) ends it like a return.
+task<void> run_writer(std::shared_ptr<ws_state> s) {
+  std::exception_ptr failed;
+  try {
+    co_await s->writer();
+  } catch (...) {
+    failed = std::current_exception();
+  }
+  // A connection that cannot send is over: the socket closes, the other side ends too.
+  if (failed) s->abort();
+  s->writer_ended();
+  if (failed) std::rethrow_exception(failed);
+}
+
+task<void> run_reader(std::shared_ptr<ws_state> s) {
+  std::exception_ptr failed;
+  try {
+    co_await s->reader();
+  } catch (...) {
+    failed = std::current_exception();
+  }
+  // A connection that cannot read is over: the socket closes, the other side ends too.
+  if (failed) s->abort();
+  s->reader_ended();
+  if (failed) std::rethrow_exception(failed);
+}
+
+}  // namespace
+
+void ws_state::start(std::string_view trace_id) {
+  tasks.spawn(ex, run_writer(shared_from_this()), "websocket writer", trace_id);
+  tasks.spawn(ex, run_reader(shared_from_this()), "websocket reader", trace_id);
 }
 
 task<void> ws_state::join_writer() {
@@ -367,8 +415,7 @@ task<void> run_ws_over(context& ctx, std::shared_ptr<ws_route> route, std::strin
   };
   if (c.server.draining.load()) state->drain();
   // Both are joined below, before the session ends.
-  asio::co_spawn(state->ex, state->writer(), [state](std::exception_ptr const&) {});
-  asio::co_spawn(state->ex, state->reader(), [state](std::exception_ptr const&) {});
+  state->start(ctx.trace_id());
 
   websocket ws(state, ctx);
   try {
@@ -386,6 +433,7 @@ task<void> run_ws_over(context& ctx, std::shared_ptr<ws_route> route, std::strin
   if (state->open.load()) state->request_close(websocket_ns::close_code::normal, "");
   co_await state->join_writer();
   co_await state->join_reader();
+  co_await state->tasks.join();
   state->open.store(false);
   for (auto& f : state->on_end) f();
   state->on_end.clear();
@@ -450,6 +498,7 @@ task<void> ws_session<NextLayer>::reader() {
   auto self = shared_from_this();
   namespace err = websocket_ns;
   for (;;) {
+    if (ws_fault_for_tests) ws_fault_for_tests("reader");
     // A handler that does not keep up pauses reading; the peer stays alive
     // in the heartbeat's eyes because it has been sending.
     if (inbox_.size() >= 64 || inbox_bytes_ >= std::max<std::size_t>(settings.max_message, 64 * 1024)) {
@@ -512,10 +561,6 @@ task<void> ws_session<NextLayer>::reader() {
     inbox_.push_back(std::move(m));
     inbox_timer_.cancel();
   }
-  reader_done_ = true;
-  inbox_timer_.cancel();
-  wake();  // the writer has nothing left to wait for
-  join_timer_.cancel();
 }
 
 task<ws_message> ws_state::next_message() {

@@ -268,8 +268,7 @@ task<std::shared_ptr<ws_state>> ws_client_impl::connect(std::shared_ptr<ws_sessi
 
 task<bool> ws_client_impl::serve(std::shared_ptr<ws_state> s) {
   // Both are joined below, before this connection is let go.
-  asio::co_spawn(ex, s->writer(), [s](std::exception_ptr const&) {});
-  asio::co_spawn(ex, s->reader(), [s](std::exception_ptr const&) {});
+  s->start({});
   {
     std::lock_guard lock(mu_);
     session_ = s;
@@ -296,6 +295,7 @@ task<bool> ws_client_impl::serve(std::shared_ptr<ws_state> s) {
   co_await s->wait_ended();
   co_await s->join_writer();
   co_await s->join_reader();
+  co_await s->tasks.join();
   s->open.store(false);
   co_return ok;
 }

@@ -11,6 +11,7 @@
 // type is known only where the reader and writer are spawned, so a message
 // costs no virtual call and a plain connection no TLS code.
 #include <keel/net.hpp>
+#include <keel/task_scope.hpp>
 #include <keel/timeout.hpp>
 #include <keel/ws.hpp>
 
@@ -24,6 +25,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace keel::detail {
@@ -38,6 +40,12 @@ struct ws_settings {
   /// keel_ws_* metrics describe the server's connections: a client's are not counted.
   bool counted = true;
 };
+
+/// Tests only: when set, the reader (with "reader") before each read and the
+/// writer (with "writer") before each wait call it, on the session's thread;
+/// throwing from it is how a test makes either fail. Set it before the app
+/// starts and clear it after the app has stopped.
+inline std::function<void(std::string_view)> ws_fault_for_tests;
 
 class ws_state : public std::enable_shared_from_this<ws_state> {
  public:
@@ -77,6 +85,14 @@ class ws_state : public std::enable_shared_from_this<ws_state> {
   /// Waits, without closing anything, until the reader or the writer has
   /// ended: the connection is over (peer closed, dead, or closed by us).
   task<void> wait_ended();
+  /// Spawns the writer and the reader into `tasks`. An exception either lets
+  /// escape is logged with `trace_id` and ends it as a return would.
+  void start(std::string_view trace_id);
+  /// What a writer's or a reader's end means to the others (flags, wakes).
+  void writer_ended();
+  void reader_ended();
+  /// The writer and the reader; the session joins them before it ends.
+  task_scope tasks;
 
   executor ex;
   ws_settings settings;
