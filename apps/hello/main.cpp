@@ -33,10 +33,6 @@ keel::task<void> echo(keel::websocket& ws) {
   }
 }
 
-// Topics for the fan-out bench: no presence, no history. In-process, or with
-// --redis shared with other instances; set up before the server starts.
-std::unique_ptr<keel::hub> topics_hub;
-
 // Before the upgrade: a missing topic is a 400, and query() answers 400 for
 // one that is not UTF-8 itself, rather than a close after the 101.
 keel::task<keel::response> require_topic(keel::context& ctx, keel::next next) {
@@ -44,19 +40,19 @@ keel::task<keel::response> require_topic(keel::context& ctx, keel::next next) {
   co_return co_await next();
 }
 
-keel::task<void> subscribe(keel::websocket& ws) {
+keel::task<void> subscribe(keel::websocket& ws, keel::hub& topics) {
   auto topic = ws.ctx().query("topic");  // require_topic let only upgrades with one through
   // Named locals, not temporaries: g++ 12 miscompiles some temporaries in coroutines.
   auto handle = ws.handle();
-  topics_hub->join(*topic, handle);
+  topics.join(*topic, handle);
   while (co_await ws.read()) {
   }
 }
 
-keel::task<keel::response> publish(keel::context& ctx) {
+keel::task<keel::response> publish(keel::context& ctx, keel::hub& topics) {
   auto topic = ctx.query("topic");
   if (!topic) co_return ctx.problem(400, "the topic query parameter is required");
-  auto n = topics_hub->publish(*topic, std::string(ctx.body()));
+  auto n = topics.publish(*topic, std::string(ctx.body()));
   co_return keel::response::json_text("{\"delivered\":" + std::to_string(n) + "}");
 }
 
@@ -76,16 +72,19 @@ int main(int argc, char** argv) {
     app.get("/plaintext", plaintext);
     app.get("/json", json);
     app.ws("/ws/echo", echo);
+    // Topics for the fan-out bench: no presence, no history. In-process, or
+    // with --redis shared with other instances; the routes share the holder.
+    auto topics = std::make_shared<std::unique_ptr<keel::hub>>();
     if (auto const& url = c.server().redis; !url.empty()) {
       keel::redis_hub_options o;
       o.url = keel::redis_url::parse(url);
-      topics_hub = std::make_unique<keel::redis_hub>(std::move(o));
+      *topics = std::make_unique<keel::redis_hub>(std::move(o));
       // Its thread ends after the drain, before the server's I/O contexts go.
-      app.on_stopped([] { topics_hub.reset(); });
+      app.on_stopped([topics] { topics->reset(); });
     } else {
-      topics_hub = std::make_unique<keel::local_hub>();
+      *topics = std::make_unique<keel::local_hub>();
     }
-    app.ws("/ws/sub", subscribe).use(require_topic);
-    app.post("/publish", publish);
+    app.ws("/ws/sub", [topics](keel::websocket& ws) { return subscribe(ws, **topics); }).use(require_topic);
+    app.post("/publish", [topics](keel::context& ctx) { return publish(ctx, **topics); });
   });
 }
