@@ -37,7 +37,7 @@ class task_scope {
   /// Runs `t` on `ex`, owned by this scope. A child given a cancellation
   /// slot of its own (a connection's watchdog, say) is cancelled through it,
   /// not by cancel().
-  void spawn(executor ex, task<void> t, std::string_view what, std::string_view trace_id = {},
+  void spawn(executor const& ex, task<void> t, std::string_view what, std::string_view trace_id = {},
              asio::cancellation_slot own_slot = {});
   /// Emits terminal cancellation to every running child, each on its executor.
   void cancel();

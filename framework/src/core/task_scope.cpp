@@ -86,7 +86,7 @@ task_scope::task_scope() : state_(std::make_shared<detail::task_scope_state>()) 
 
 task_scope::~task_scope() { cancel(); }
 
-void task_scope::spawn(executor ex, task<void> t, std::string_view what, std::string_view trace_id,
+void task_scope::spawn(executor const& ex, task<void> t, std::string_view what, std::string_view trace_id,
                        asio::cancellation_slot own_slot) {
   auto child = std::make_shared<detail::task_scope_child>(ex);
   child->own_slot = own_slot.is_connected();
