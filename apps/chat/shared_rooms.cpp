@@ -136,15 +136,20 @@ return 1
 
 // Rooms untouched for a ttl with neither members nor history leave
 // chat:rooms and chat:counts; the others are looked at again a ttl later.
-// Histories last posted to before the cutoff have expired: their bytes leave
-// the accounts post_script keeps. KEYS: rooms, counts, history bytes, history
+// Histories last posted to before the cutoff whose key has expired leave the
+// accounts post_script keeps (one still there, posted by an instance whose
+// clock or ttl differs, is looked at again a ttl later). KEYS: rooms, counts, history bytes, history
 // lru, history total. ARGV: cutoff (ms), now (ms). Reads room keys by name
 // (a single Redis, not a cluster).
 constexpr char const* forget_script = R"lua(
 for _, room in ipairs(redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', ARGV[1], 'LIMIT', 0, 1000)) do
-  redis.call('DECRBY', KEYS[5], tonumber(redis.call('HGET', KEYS[3], room) or 0))
-  redis.call('HDEL', KEYS[3], room)
-  redis.call('ZREM', KEYS[4], room)
+  if redis.call('EXISTS', 'chat:history:' .. room) == 0 then
+    redis.call('DECRBY', KEYS[5], tonumber(redis.call('HGET', KEYS[3], room) or 0))
+    redis.call('HDEL', KEYS[3], room)
+    redis.call('ZREM', KEYS[4], room)
+  else
+    redis.call('ZADD', KEYS[4], ARGV[2], room)
+  end
 end
 local gone = 0
 for _, room in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 1000)) do

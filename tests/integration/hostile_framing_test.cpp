@@ -233,6 +233,20 @@ TEST_CASE("a trailer section past max_header_count fields or max_head bytes gets
       c.send_raw("\r\n");
       CHECK(c.read_response().status == 200);
     }
+    {
+      // Counted by its bytes, not by name and value: whitespace around a value
+      // counts too, whether the section arrives whole or in pieces.
+      INFO("a trailer of 1,100 bytes, most of them whitespace, arriving after the body");
+      kt::client c(run.port());
+      auto whole = chunked_get(target, "", "X:" + std::string(1100, ' ') + "a\r\n");
+      auto at = whole.find("0\r\n") + 3;
+      c.send_raw(whole.substr(0, at));
+      CHECK(c.read_until_close(std::chrono::milliseconds(300)).empty());
+      c.send_raw(whole.substr(at));
+      auto r = c.read_response();
+      CHECK(r.status == 431);
+      CHECK(c.closed_by_server());
+    }
   }
 }
 

@@ -116,7 +116,13 @@ void request_parser::on_field_impl(http::field name, sv name_string,
     // the head's storage must not move under the route's views. Its limits
     // are the head's, counted apart; past them the body is mid-flight, so
     // the connection closes after the 431.
-    trailer_bytes_ += name_string.size() + value.size() + 4;
+    // The line's own bytes, as oversized_chunk_framing counts a section still
+    // arriving, so the bound does not depend on how the bytes arrive: both
+    // views are in the parsed bytes (a fold was refused above), and the
+    // value's trailing whitespace and CRLF follow it there.
+    auto const* end = value.data() + value.size();
+    while (*end == ' ' || *end == '\t') ++end;
+    trailer_bytes_ += static_cast<std::size_t>(end - name_string.data()) + 2;
     if (++trailer_count_ > max_header_count_) return reject(ec, 431, "too many trailer fields");
     if (trailer_bytes_ > max_head_) return reject(ec, 431, "the trailer section is larger than max_head");
     return;
