@@ -259,39 +259,28 @@ void ws_state::reader_ended() {
 
 namespace {
 
-// The writer, then what its end means to the session, however it ended: an
-// exception (logged by the scope, with the trace id) ends it like a return.
-task<void> run_writer(std::shared_ptr<ws_state> s) {
+// The writer or the reader, then what its end means to the session, however
+// it ended: an exception (logged by the scope, with the trace id) closes the
+// socket, so the other side ends too, and ends it like a return.
+task<void> run_side(std::shared_ptr<ws_state> s, task<void> (ws_state::*side)(), void (ws_state::*ended)()) {
   std::exception_ptr failed;
   try {
-    co_await s->writer();
+    co_await ((*s).*side)();
   } catch (...) {
     failed = std::current_exception();
   }
-  // A connection that cannot send is over: the socket closes, the other side ends too.
   if (failed) s->abort();
-  s->writer_ended();
-  if (failed) std::rethrow_exception(failed);
-}
-
-task<void> run_reader(std::shared_ptr<ws_state> s) {
-  std::exception_ptr failed;
-  try {
-    co_await s->reader();
-  } catch (...) {
-    failed = std::current_exception();
-  }
-  // A connection that cannot read is over: the socket closes, the other side ends too.
-  if (failed) s->abort();
-  s->reader_ended();
+  ((*s).*ended)();
   if (failed) std::rethrow_exception(failed);
 }
 
 }  // namespace
 
 void ws_state::start(std::string_view trace_id) {
-  tasks.spawn(ex, run_writer(shared_from_this()), "websocket writer", trace_id);
-  tasks.spawn(ex, run_reader(shared_from_this()), "websocket reader", trace_id);
+  tasks.spawn(ex, run_side(shared_from_this(), &ws_state::writer, &ws_state::writer_ended), "websocket writer",
+              trace_id);
+  tasks.spawn(ex, run_side(shared_from_this(), &ws_state::reader, &ws_state::reader_ended), "websocket reader",
+              trace_id);
 }
 
 task<void> ws_state::join_writer() {
