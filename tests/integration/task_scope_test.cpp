@@ -5,7 +5,7 @@
 
 #include "capture_stderr.hpp"
 #include "test_app.hpp"
-#include "ws/ws_state.hpp"
+#include "ws/engine.hpp"
 #include "ws_client.hpp"
 
 #include <keel/task_scope.hpp>

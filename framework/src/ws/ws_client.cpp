@@ -6,7 +6,7 @@
 #include <keel/timeout.hpp>
 #include <keel/ws_client.hpp>
 
-#include "ws/ws_state.hpp"
+#include "ws/engine.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>

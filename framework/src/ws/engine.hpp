@@ -4,7 +4,7 @@
 // the Beast stream they work on (ws_session<NextLayer>: over a tcp_socket, or
 // over TLS). Lives on its connection's executor; only send() and the atomics
 // are touched from other threads. Shared by both ends: the server's sessions
-// (ws.cpp) and keel::ws_client (ws_client.cpp) differ only in how the
+// (upgrade.cpp) and keel::ws_client (ws_client.cpp) differ only in how the
 // handshake happens.
 //
 // Handles (ws_handle, websocket) hold the stream-independent base; the stream
