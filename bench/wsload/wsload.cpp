@@ -9,6 +9,12 @@
 //   wsload echo      --url ws://H:P/path -c 64 --size 32 -d 5 [--warmup 1] [--pid PID]
 //       N connections, one M-byte text message in flight each, for D seconds:
 //       msgs/s, p50/p99 round-trip, server CPU µs per message, wsload's own CPU %.
+//   wsload echo      --url ws://H:P/path -c 1 --size 32 -n N [--warm W] [--sync]
+//       exactly N round trips (one message in flight per connection) after W
+//       (default 0) of warm-up on the same connections. With --sync it prints
+//       "ready" after the warm-up and waits for a line on stdin, then prints its
+//       result line and waits for another line before it closes the connections:
+//       bench/instructions zeroes and dumps callgrind's counters in those pauses.
 //   wsload idle      --url ws://H:P/path -c 10000 [--settle 2] --pid PID
 //       opens and holds N connections: the server's RSS growth per connection.
 //   wsload fanout    --url ws://H:P/ws/sub?topic=T --publish http://H:P/publish?topic=T -c N -k K
@@ -37,6 +43,7 @@
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <memory>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -91,6 +98,9 @@ struct options {
   int pid = 0;
   int count = 100;
   long requests = 1000;
+  bool has_requests = false;  ///< -n given: echo makes exactly that many round trips
+  long warm = 0;              ///< echo -n: warm-up round trips before the counted ones
+  bool sync = false;          ///< echo -n: pause for a line on stdin around the counted ones
   std::string expect;
   bool has_expect = false;
   int concurrency = 200;
@@ -265,6 +275,87 @@ int run_echo(options const& o) {
               pct_ms(st.lat, 0.50), pct_ms(st.lat, 0.99), st.msgs ? server_us / double(st.msgs) : 0.0,
               100.0 * (c_end - c_begin) / secs, (unsigned long long)st.errors);
   return st.opened == std::uint64_t(o.conns) && st.msgs > 0 ? 0 : 1;
+}
+
+// ---- echo, a fixed count -------------------------------------------------------
+
+struct echo_n_state {
+  long remaining = 0, done = 0, errors = 0;
+};
+
+// Round trips on one open connection while the shared count lasts.
+task<void> echo_n_conn(echo_n_state& st, ws_t& ws, std::string const& payload) {
+  beast::flat_buffer buf;
+  while (st.remaining > 0) {
+    --st.remaining;
+    auto [wec, wn] = co_await ws.async_write(asio::buffer(payload), tok);
+    if (wec) {
+      ++st.errors;
+      co_return;
+    }
+    auto [rec, rn] = co_await ws.async_read(buf, tok);
+    if (rec) {
+      ++st.errors;
+      co_return;
+    }
+    if (buf.size() != payload.size() || beast::buffers_to_string(buf.data()) != payload) ++st.errors;
+    buf.consume(buf.size());
+    ++st.done;
+  }
+}
+
+void wait_for_line() {
+  std::string line;
+  std::getline(std::cin, line);
+}
+
+int run_echo_n(options const& o) {
+  asio::io_context ctx(1);
+  std::vector<std::unique_ptr<ws_t>> conns;  // after the context: they close first
+  auto ep = resolve(o.target);
+  std::string payload(o.size, 'x');
+  std::uint64_t opened = 0;
+  for (int i = 0; i < o.conns; ++i) {
+    conns.push_back(std::make_unique<ws_t>(ctx.get_executor()));
+    asio::co_spawn(ctx.get_executor(), [&, &ws = *conns.back()]() -> task<void> {
+      if (co_await ws_open(ws, o.target, ep)) {
+        ws.text(true);
+        ++opened;
+      }
+    }, asio::detached);
+  }
+  ctx.run();
+  if (opened != std::uint64_t(o.conns)) {
+    std::printf("mode=echo conns=%d opened=%llu size=%zu msgs=0 errors=1\n", o.conns, (unsigned long long)opened, o.size);
+    return 1;
+  }
+  auto round = [&](long n) {
+    echo_n_state st;
+    st.remaining = n;
+    for (auto& ws : conns) asio::co_spawn(ctx.get_executor(), echo_n_conn(st, *ws, payload), asio::detached);
+    ctx.restart();
+    ctx.run();
+    return st;
+  };
+  auto warm = round(o.warm);
+  if (o.sync) {
+    std::printf("ready\n");
+    std::fflush(stdout);
+    wait_for_line();
+  }
+  auto t0 = clk::now();
+  auto st = round(o.requests);
+  double secs = std::chrono::duration<double>(clk::now() - t0).count();
+  long errors = warm.errors + st.errors;
+  std::printf("mode=echo conns=%d opened=%llu size=%zu msgs=%ld errors=%ld seconds=%.3f\n", o.conns,
+              (unsigned long long)opened, o.size, st.done, errors, secs);
+  std::fflush(stdout);
+  if (o.sync) wait_for_line();
+  for (auto& ws : conns) {
+    beast::error_code ignored;
+    beast::get_lowest_layer(*ws).close(ignored);
+  }
+  return errors == 0 && st.done == o.requests ? 0 : 1;
 }
 
 // ---- idle ---------------------------------------------------------------------
@@ -603,7 +694,9 @@ int main(int argc, char** argv) {
     else if (a == "--interval") o.interval = std::stod(next());
     else if (a == "--pid") o.pid = std::stoi(next());
     else if (a == "-k" || a == "--count") o.count = std::stoi(next());
-    else if (a == "-n" || a == "--requests") o.requests = std::stol(next());
+    else if (a == "-n" || a == "--requests") o.requests = std::stol(next()), o.has_requests = true;
+    else if (a == "--warm") o.warm = std::stol(next());
+    else if (a == "--sync") o.sync = true;
     else if (a == "--expect") o.expect = next(), o.has_expect = true;
     else if (a == "--concurrency") o.concurrency = std::max(1, std::stoi(next()));
     else die("unknown option " + a);
@@ -619,7 +712,7 @@ int main(int argc, char** argv) {
   }
   std::signal(SIGPIPE, SIG_IGN);
 
-  if (o.mode == "echo") return run_echo(o);
+  if (o.mode == "echo") return o.has_requests ? run_echo_n(o) : run_echo(o);
   if (o.mode == "idle") return run_idle(o);
   if (o.mode == "fanout") {
     if (o.publish.host.empty()) die("fanout needs --publish");
