@@ -9,12 +9,14 @@
 //   wsload echo      --url ws://H:P/path -c 64 --size 32 -d 5 [--warmup 1] [--pid PID]
 //       N connections, one M-byte text message in flight each, for D seconds:
 //       msgs/s, p50/p99 round-trip, server CPU µs per message, wsload's own CPU %.
-//   wsload echo      --url ws://H:P/path -c 1 --size 32 -n N [--warm W] [--sync]
+//   wsload echo      --url ws://H:P/path -c 1 --size 32 -n N [--warm W] [--sync] [--idle-pid PID]
 //       exactly N round trips (one message in flight per connection) after W
 //       (default 0) of warm-up on the same connections. With --sync it prints
 //       "ready" after the warm-up and waits for a line on stdin, then prints its
 //       result line and waits for another line before it closes the connections:
 //       bench/instructions zeroes and dumps callgrind's counters in those pauses.
+//       --idle-pid PID (here and in http): each request waits until the server PID
+//       sleeps in epoll_wait, so each finds it idle: repeatable instruction counts.
 //   wsload idle      --url ws://H:P/path -c 10000 [--settle 2] --pid PID
 //       opens and holds N connections: the server's RSS growth per connection.
 //   wsload fanout    --url ws://H:P/ws/sub?topic=T --publish http://H:P/publish?topic=T -c N -k K
@@ -24,7 +26,7 @@
 //       the server's CPU per delivered message (the publish phase, pauses included).
 //   wsload slowloris --url http://H:P/ -c 1000 -d D [--interval 1]
 //       N connections each sending a request head one header line a second.
-//   wsload http      --url http://H:P/path -n N -c C [--expect BODY]
+//   wsload http      --url http://H:P/path -n N -c C [--expect BODY] [--idle-pid PID]
 //       exactly N requests over C keep-alive connections; checks the body.
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
@@ -101,6 +103,7 @@ struct options {
   bool has_requests = false;  ///< -n given: echo makes exactly that many round trips
   long warm = 0;              ///< echo -n: warm-up round trips before the counted ones
   bool sync = false;          ///< echo -n: pause for a line on stdin around the counted ones
+  int idle_pid = 0;           ///< http, echo -n: before each request, wait until this server idles in epoll_wait
   std::string expect;
   bool has_expect = false;
   int concurrency = 200;
@@ -161,6 +164,39 @@ long long rss_kib(int pid) {
     if (line.rfind("VmRSS:", 0) == 0) kib = std::atoll(line.c_str() + 6);
   for (int c : children_of(pid)) kib += rss_kib(c);
   return kib;
+}
+
+// True when every thread of pid sleeps and one of them in epoll_wait: the server has
+// finished everything the last request or message started. Before each request with
+// --idle-pid, so every request finds the server idle and takes the same path (without
+// it, whether the next request is already there when the server looks decides how
+// many wake-ups it takes, and a count under callgrind moves by a few %).
+bool server_idle(int pid) {
+  std::string base = "/proc/" + std::to_string(pid) + "/task";
+  DIR* d = opendir(base.c_str());
+  if (!d) return true;  // gone: nothing to wait for
+  bool all_sleep = true, in_epoll = false;
+  while (auto* e = readdir(d)) {
+    if (e->d_name[0] == '.') continue;
+    std::string t = base + "/" + e->d_name;
+    std::ifstream st(t + "/stat");
+    std::string s;
+    std::getline(st, s);
+    auto close = s.rfind(')');
+    if (close == std::string::npos || close + 2 >= s.size()) continue;  // exited meanwhile
+    if (s[close + 2] != 'S') all_sleep = false;
+    std::ifstream sc(t + "/syscall");
+    long nr = -1;
+    sc >> nr;
+    if (nr == 232 || nr == 281 || nr == 441) in_epoll = true;  // epoll_wait, epoll_pwait, epoll_pwait2 (x86-64)
+  }
+  closedir(d);
+  return all_sleep && in_epoll;
+}
+
+void wait_idle(int pid) {
+  if (pid <= 0) return;
+  for (int i = 0; i < 200'000 && !server_idle(pid); ++i) usleep(50);  // 10 s at most
 }
 
 double self_cpu_seconds() {
@@ -284,10 +320,11 @@ struct echo_n_state {
 };
 
 // Round trips on one open connection while the shared count lasts.
-task<void> echo_n_conn(echo_n_state& st, ws_t& ws, std::string const& payload) {
+task<void> echo_n_conn(echo_n_state& st, ws_t& ws, std::string const& payload, int idle_pid) {
   beast::flat_buffer buf;
   while (st.remaining > 0) {
     --st.remaining;
+    wait_idle(idle_pid);
     auto [wec, wn] = co_await ws.async_write(asio::buffer(payload), tok);
     if (wec) {
       ++st.errors;
@@ -332,7 +369,7 @@ int run_echo_n(options const& o) {
   auto round = [&](long n) {
     echo_n_state st;
     st.remaining = n;
-    for (auto& ws : conns) asio::co_spawn(ctx.get_executor(), echo_n_conn(st, *ws, payload), asio::detached);
+    for (auto& ws : conns) asio::co_spawn(ctx.get_executor(), echo_n_conn(st, *ws, payload, o.idle_pid), asio::detached);
     ctx.restart();
     ctx.run();
     return st;
@@ -638,6 +675,7 @@ task<void> http_conn(http_state& st, options const& o, tcp::endpoint ep) {
   beast::flat_buffer buf;
   while (st.remaining > 0) {
     --st.remaining;
+    wait_idle(o.idle_pid);
     auto [wec, wn] = co_await asio::async_write(s, asio::buffer(req), tok);
     if (wec) {
       ++st.errors;
@@ -697,6 +735,7 @@ int main(int argc, char** argv) {
     else if (a == "-n" || a == "--requests") o.requests = std::stol(next()), o.has_requests = true;
     else if (a == "--warm") o.warm = std::stol(next());
     else if (a == "--sync") o.sync = true;
+    else if (a == "--idle-pid") o.idle_pid = std::stoi(next());
     else if (a == "--expect") o.expect = next(), o.has_expect = true;
     else if (a == "--concurrency") o.concurrency = std::max(1, std::stoi(next()));
     else die("unknown option " + a);
