@@ -36,7 +36,7 @@ namespace keel {
 class context;
 
 namespace detail {
-struct body_source;
+class exchange;
 }
 
 class body_stream {
@@ -57,11 +57,11 @@ class body_stream {
   bool streamed() const { return source_ != nullptr; }
 
   // Framework plumbing, not for handlers.
-  void attach(detail::body_source* s) { source_ = s; }
+  void attach(detail::exchange* s) { source_ = s; }
 
  private:
   context* ctx_;
-  detail::body_source* source_ = nullptr;
+  detail::exchange* source_ = nullptr;
   std::uint64_t received_ = 0;
   bool done_ = false;
   bool whole_given_ = false;  // routes without stream_body

@@ -34,7 +34,7 @@
 namespace keel {
 
 namespace detail {
-class connection;
+class exchange;
 class path_params;
 
 /// A framework rejection (400, 408, 413, 414, 431) waiting to be answered
@@ -59,7 +59,7 @@ struct trace_context {
 
 class context {
  public:
-  context(request const& req, options const& opts, detail::connection* conn);
+  context(request const& req, options const& opts, detail::exchange* exchange);
   context(context const&) = delete;
   context& operator=(context const&) = delete;
 
@@ -174,7 +174,6 @@ class context {
   bool draining() const;
 
   // Framework plumbing, not for handlers.
-  detail::connection* connection() const { return conn_; }
   void set_route(std::string_view pattern, detail::path_params const* params) {
     route_ = pattern;
     params_ = params;
@@ -190,13 +189,13 @@ class context {
 
   request const& req_;
   options const& opts_;
-  detail::connection* conn_;
+  detail::exchange* exchange_;
   detail::path_params const* params_ = nullptr;
   std::string_view route_ = "unmatched";
   asio::ip::tcp::endpoint peer_;
   mutable std::string client_address_;
-  // The connection's, reused request after request so that its strings keep
-  // their storage; a context without a connection (tests) has its own.
+  // The transport's, reused request after request so that its strings keep
+  // their storage; a context without an exchange (tests) has its own.
   trace_context* trace_ = nullptr;
   std::optional<trace_context> own_trace_;
   std::string request_id_;

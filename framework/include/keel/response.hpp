@@ -25,6 +25,9 @@
 namespace keel {
 
 class context;
+namespace detail {
+class exchange;
+}
 
 class response {
  public:
@@ -106,12 +109,13 @@ class response {
   /// Ask keel to close the connection after this response.
   bool close = false;
 
-  /// Protocol upgrades (WebSocket) and streamed responses (Server-Sent Events)
-  /// set this: once the response has come back through the middleware chain,
-  /// the session hands its connection to this coroutine instead of writing the
-  /// response; the connection ends when it returns. It gets the response as
-  /// the chain left it, so headers that middleware set reach the client.
-  std::function<task<void>(context&, response const&)> upgrade;
+  /// Protocol upgrades (WebSocket) and streamed responses (Server-Sent Events,
+  /// keel/stream.hpp) set this: once the response has come back through the
+  /// middleware chain, the transport hands the exchange to this coroutine
+  /// instead of writing the response. It gets the response as the chain left
+  /// it, so headers that middleware set reach the client, and the exchange
+  /// (the transport's seam, framework plumbing) to write through.
+  std::function<task<void>(context&, response const&, detail::exchange&)> upgrade;
 
  private:
   // One string of wire-ready lines rather than a container of strings: a

@@ -43,12 +43,14 @@ class connection : public std::enable_shared_from_this<connection> {
   phase state = phase::reading_first;
   cancel_reason reason = cancel_reason::none;
   std::uint64_t handler_seq = 0;  // which handler run a deferred peer watch belongs to
-  /// Set by a streamed response that ended cleanly (keel/stream.hpp): the
-  /// session then reads the next request instead of closing.
+  /// Set by the exchange when a streamed response ended cleanly
+  /// (http1_exchange::end_body): the session then reads the next request
+  /// instead of closing.
   bool reuse_after_upgrade = false;
-  /// Set by an upgraded protocol to be told about a drain (WebSocket: close 1001).
+  /// Set through the exchange (on_shutdown) by a takeover to be told about a
+  /// drain (WebSocket: close 1001; SSE: end the stream).
   std::function<void()> on_drain;
-  /// Set by an upgraded protocol that took the socket: close it at drain_timeout.
+  /// Set likewise by a takeover that holds the socket: abort it at drain_timeout.
   std::function<void()> on_force_close;
 
   /// Joins (leaves) its thread's registry; on the connection's own thread.

@@ -4,9 +4,8 @@
 #include <keel/log.hpp>
 #include <keel/utf8.hpp>
 
-#include "http/connection.hpp"
+#include "http/exchange.hpp"
 #include "http/route_tree.hpp"
-#include "http/server_state.hpp"
 #include "base/trace_ids.hpp"
 
 #include <boost/json/parse.hpp>
@@ -17,8 +16,8 @@
 
 namespace keel {
 
-context::context(request const& req, options const& opts, detail::connection* conn)
-    : req_(req), opts_(opts), conn_(conn) {}
+context::context(request const& req, options const& opts, detail::exchange* exchange)
+    : req_(req), opts_(opts), exchange_(exchange) {}
 
 namespace {
 std::string percent_decode(std::string_view raw, bool plus_is_space) {
@@ -91,7 +90,7 @@ boost::json::value context::json_body() const {
 
 trace_context& context::trace() {
   if (trace_ == nullptr) {
-    trace_ = conn_ != nullptr ? &conn_->trace : &own_trace_.emplace();
+    trace_ = exchange_ != nullptr ? &exchange_->trace_storage() : &own_trace_.emplace();
     detail::assign_trace_id(trace_->trace_id);
     detail::assign_span_id(trace_->span_id);
     trace_->parent_id.clear();
@@ -108,25 +107,23 @@ std::string const& context::request_id() {
 }
 
 cancel_reason context::cancellation() const {
-  if (conn_ == nullptr) return cancel_reason::none;
-  if (conn_->reason != cancel_reason::none) return conn_->reason;
-  return conn_->wd->fired() ? cancel_reason::deadline : cancel_reason::none;
+  return exchange_ != nullptr ? exchange_->cancellation() : cancel_reason::none;
 }
 
-executor context::get_executor() const { return conn_->socket.get_executor(); }
+executor context::get_executor() const { return exchange_->get_executor(); }
 
 bool context::draining() const {
-  return conn_ != nullptr && conn_->server.draining.load(std::memory_order_relaxed);
+  return exchange_ != nullptr && exchange_->draining();
 }
 
-bool context::tls() const { return conn_ != nullptr && conn_->tls != nullptr; }
+bool context::tls() const { return exchange_ != nullptr && exchange_->secure(); }
 
 void context::set_peer(asio::ip::tcp::endpoint p) { peer_ = std::move(p); }
 
 std::string const& context::client_address() const {
   if (client_address_.empty()) {
     auto a = peer_.address();
-    if (conn_ != nullptr && !conn_->server.proxies.empty()) a = conn_->server.proxies.client(a, req_);
+    if (exchange_ != nullptr) a = exchange_->client_address(a, req_);
     client_address_ = a.to_string();
   }
   return client_address_;

@@ -4,6 +4,7 @@
 // escapes the coroutine.
 #include "http/body_source.hpp"
 #include "http/connection.hpp"
+#include "http/http1_exchange.hpp"
 #include "http/request_parser.hpp"
 #include "http/response_writer.hpp"
 #include "http/route_tree.hpp"
@@ -296,7 +297,8 @@ task<void> run_session(std::shared_ptr<connection> self, Stream& s) {
     request_parser parser(c.req, o.max_head, o.max_header_count, o.max_body);
     // Unlimited until the route is known: its own limit applies (SPEC §1).
     parser.body_limit(boost::none);
-    context ctx(c.req, o, &c);
+    http1_exchange exchange(c);
+    context ctx(c.req, o, &exchange);
     ctx.set_peer(c.peer);
 
     auto head = co_await read_head(c, s, parser, fresh);
@@ -322,7 +324,8 @@ task<void> run_session(std::shared_ptr<connection> self, Stream& s) {
     if (streamed) {
       streamed_body.emplace(c, parser, ctx);
       streamed_body->done = parser.is_done();
-      ctx.body_stream().attach(&*streamed_body);
+      exchange.attach_body(&*streamed_body);
+      ctx.body_stream().attach(&exchange);
     }
     if (!parser.is_done() && parser.websocket_upgrade() && c.req.method() == verb::get) {
       // A WebSocket handshake carries no body (RFC 6455 §4.1): one would
@@ -432,7 +435,7 @@ task<void> run_session(std::shared_ptr<connection> self, Stream& s) {
       ctx.replace_body({});
       c.state = phase::upgraded;
       c.reuse_after_upgrade = false;
-      co_await res.upgrade(ctx, res);
+      co_await res.upgrade(ctx, res, exchange);
       // Only a cleanly ended stream sets reuse_after_upgrade.
       if (!c.reuse_after_upgrade || unread_body) break;
       c.reason = cancel_reason::none;

@@ -3,6 +3,7 @@
 // stays in connection::socket so the deadline, peer-watch and drain code that
 // works on the socket works unchanged. Only TLS connections allocate one; a
 // plain connection carries a null pointer and runs the tcp_socket session.
+#include "http/byte_stream.hpp"
 #include "http/connection.hpp"
 
 #include <boost/asio/ssl/context.hpp>
@@ -11,8 +12,6 @@
 #include <memory>
 
 namespace keel::detail {
-
-using tls_socket_stream = asio::ssl::stream<tcp_socket&>;
 
 struct tls_stream {
   tls_stream(tcp_socket& socket, std::shared_ptr<asio::ssl::context> c)

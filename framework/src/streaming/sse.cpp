@@ -2,23 +2,21 @@
 // beside it, and the watch for a client that leaves.
 //
 // Shape of one stream (all on the connection's thread):
-//   - run_sse (the session coroutine, so the connection watchdog guards it) is
-//     the writer: it drains the queue with write_timeout per write and writes
-//     the heartbeat when nothing else was written for a while;
+//   - run_sse (the exchange's coroutine, so the exchange's deadline guards it)
+//     is the writer: it drains the queue through the exchange, which frames
+//     and bounds each write, and writes the heartbeat when nothing else was
+//     written for a while;
 //   - the user's handler runs as its own coroutine, bound to a cancellation
 //     signal the writer emits when the stream ends;
-//   - an async_read_some on the socket notices EOF (the client left) while
-//     the writer sleeps: an SSE client sends nothing after its request.
+//   - a read on the exchange's bytes notices EOF (the client left) while the
+//     writer sleeps: an SSE client sends nothing after its request.
 // run_sse returns only after the handler did, since the handler holds the
 // request's context, which lives in the session's frame.
 #include <keel/log.hpp>
 #include <keel/metrics.hpp>
 #include <keel/sse.hpp>
 
-#include "http/connection.hpp"
-#include "http/response_writer.hpp"
-#include "http/server_state.hpp"
-#include "http/tls_stream.hpp"
+#include "http/exchange.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
@@ -26,7 +24,6 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/this_coro.hpp>
-#include <boost/asio/write.hpp>
 
 #include <algorithm>
 #include <array>
@@ -191,17 +188,15 @@ class sse_state : public std::enable_shared_from_this<sse_state> {
     while (!ended_) co_await wait_progress();
   }
 
-  /// The writer: run by run_sse, the session's coroutine, over the
-  /// connection's socket or its TLS stream.
-  template <class Stream>
-  task<void> write_loop(connection& c, Stream& s, std::chrono::milliseconds heartbeat) {
-    auto const write_timeout = c.server.opts.write_timeout;
+  /// The writer: run by run_sse, the exchange's coroutine. The head goes
+  /// out at once, with whatever is queued by then.
+  task<void> write_loop(exchange& x, std::chrono::milliseconds heartbeat) {
     auto last_write = clock::now();
     std::vector<std::string> batch;
     std::vector<asio::const_buffer> buffers;
     for (;;) {
       if (aborted) break;
-      if (!queue_.empty()) {
+      if (!queue_.empty() || !x.head_written()) {
         // Several queued events go out in one write.
         batch.clear();
         buffers.clear();
@@ -212,11 +207,9 @@ class sse_state : public std::enable_shared_from_this<sse_state> {
           queue_.pop_front();
         }
         for (auto const& f : batch) buffers.push_back(asio::buffer(f));
-        c.wd->arm_after(write_timeout);
-        auto [ec, n] = co_await asio::async_write(s, buffers, tuple_task);
-        c.wd->disarm();
+        bool ok = co_await x.write_body(buffers);
         shared->queued_bytes.fetch_sub(bytes, std::memory_order_relaxed);
-        if (ec) {
+        if (!ok) {
           sse_metrics::get().dropped.inc(batch.size());
           abort();
           break;
@@ -323,18 +316,17 @@ struct sse_job {
 
 // An SSE client sends nothing after its request, so a completed read is EOF
 // or an error (the client left); stray bytes are discarded.
-template <class Stream>
-void watch_reads(std::shared_ptr<connection> c, Stream& s, std::shared_ptr<sse_state> st) {
+void watch_reads(std::shared_ptr<void> owner, byte_stream bytes, std::shared_ptr<sse_state> st) {
   auto& buf = st->scratch;
-  s.async_read_some(asio::buffer(buf), [c = std::move(c), &s, st = std::move(st)](error_code ec, std::size_t) mutable {
+  bytes.async_read_some(asio::buffer(buf), [owner = std::move(owner), bytes, st = std::move(st)](error_code ec,
+                                                                                               std::size_t) mutable {
     if (st->ended()) return;
     if (ec) {
       st->abort();
-      error_code ignored;
-      c->socket.cancel(ignored);  // a write stuck on a peer that left
+      bytes.cancel();  // a write stuck on a peer that left
       return;
     }
-    watch_reads(std::move(c), s, std::move(st));
+    watch_reads(std::move(owner), bytes, std::move(st));
   });
 }
 
@@ -342,7 +334,7 @@ void watch_reads(std::shared_ptr<connection> c, Stream& s, std::shared_ptr<sse_s
 // headers, cookies reach SSE clients like any other), with what an event
 // stream needs set over it, and the request id and trace response added
 // when no middleware did. The stream ends with the connection.
-std::string render_sse_head(context& ctx, sse_options const& o, response const& chain) {
+response sse_head(context& ctx, sse_options const& o, response const& chain) {
   response r = chain;
   r.status = 200;
   r.body.clear();
@@ -363,10 +355,7 @@ std::string render_sse_head(context& ctx, sse_options const& o, response const& 
     r.set_header("traceresponse", value);
   }
   for (auto const& [name, value] : o.headers) r.set_header(name, value);
-  std::string out;
-  out.reserve(512);
-  render_streamed_head(out, r, {ctx.req().version(), false, false}, body_framing::close, 0);
-  return out;
+  return r;
 }
 
 task<void> run_sse_handler(std::shared_ptr<sse_state> st, context& ctx, std::shared_ptr<sse_job> job) {
@@ -374,20 +363,17 @@ task<void> run_sse_handler(std::shared_ptr<sse_state> st, context& ctx, std::sha
   co_await job->handler(stream);
 }
 
-template <class Stream>
-task<void> run_sse_over(context& ctx, std::shared_ptr<sse_job> job, response const& chain, Stream& s) {
-  auto& c = *ctx.connection();
-  auto self = c.shared_from_this();
+task<void> run_sse(context& ctx, std::shared_ptr<sse_job> job, response const& chain, exchange& x) {
   auto const& opts = job->options;
-  auto st = std::make_shared<sse_state>(c.socket.get_executor(), opts.queue_limit);
+  auto st = std::make_shared<sse_state>(x.get_executor(), opts.queue_limit);
   st->shared->stream = st;
   if (auto h = ctx.header("Last-Event-ID")) st->last_event_id.assign(*h);
 
-  st->enqueue(render_sse_head(ctx, opts, chain));
-  if (ctx.method() == verb::head) {
+  x.begin_body(sse_head(ctx, opts, chain), std::nullopt, true);
+  if (!x.body_allowed()) {
     st->close();
-    co_await st->write_loop(c, s, c.server.opts.sse_heartbeat);
-    if (c.wd->fired()) co_await asio::this_coro::reset_cancellation_state();
+    co_await st->write_loop(x, ctx.settings().sse_heartbeat);
+    if (x.deadline().fired()) co_await asio::this_coro::reset_cancellation_state();
     co_return;
   }
   if (opts.retry) st->enqueue("retry: " + std::to_string(opts.retry->count()) + "\n\n");
@@ -395,14 +381,15 @@ task<void> run_sse_over(context& ctx, std::shared_ptr<sse_job> job, response con
   auto& m = sse_metrics::get();
   m.active.inc();
   std::weak_ptr<sse_state> weak = st;
-  c.on_drain = [weak] {
-    if (auto s = weak.lock()) s->close();
-  };
-  c.on_force_close = [weak] {
-    if (auto s = weak.lock()) s->abort();
-  };
-  if (c.server.draining.load()) st->close();
-  watch_reads(self, s, st);
+  x.on_shutdown(
+      [weak] {
+        if (auto s = weak.lock()) s->close();
+      },
+      [weak] {
+        if (auto s = weak.lock()) s->abort();
+      });
+  if (x.draining()) st->close();
+  watch_reads(x.keep_alive(), x.bytes(), st);
 
   std::string trace_id(ctx.trace_id());
   auto done = [st, trace_id](std::exception_ptr const& e) {
@@ -428,27 +415,15 @@ task<void> run_sse_over(context& ctx, std::shared_ptr<sse_job> job, response con
   asio::co_spawn(st->ex, run_sse_handler(st, ctx, job),
                  asio::bind_cancellation_slot(st->handler_cancel.slot(), std::move(done)));
 
-  co_await st->write_loop(c, s, opts.heartbeat.value_or(c.server.opts.sse_heartbeat));
-  // From here on, cleanup: a watchdog expiry (write timeout) or a forced close
+  co_await st->write_loop(x, opts.heartbeat.value_or(ctx.settings().sse_heartbeat));
+  // From here on, cleanup: a deadline (write timeout) or a forced close
   // already did its job and must not cut the join short.
   co_await asio::this_coro::reset_cancellation_state();
   if (!st->handler_done) st->handler_cancel.emit(asio::cancellation_type::terminal);
   co_await st->join_handler();
-  error_code ignored;
-  c.socket.cancel(ignored);  // the EOF watch
-  c.on_drain = nullptr;
-  c.on_force_close = nullptr;
+  x.bytes().cancel();  // the EOF watch
+  x.on_shutdown(nullptr, nullptr);
   m.active.dec();
-}
-
-task<void> run_sse(context& ctx, std::shared_ptr<sse_job> job, response const& chain) {
-  auto* c = ctx.connection();
-  if (!c) co_return;
-  if (c->tls) {
-    co_await run_sse_over(ctx, std::move(job), chain, c->tls->stream);
-  } else {
-    co_await run_sse_over(ctx, std::move(job), chain, c->socket);
-  }
 }
 
 }  // namespace
@@ -495,7 +470,9 @@ response sse_response(context& ctx, sse_handler h, sse_options o) {
   r.set_header("Content-Type", "text/event-stream");
   r.set_header("Cache-Control", "no-cache");
   auto job = std::make_shared<detail::sse_job>(detail::sse_job{std::move(h), std::move(o)});
-  r.upgrade = [job](context& c, response const& chain) { return detail::run_sse(c, job, chain); };
+  r.upgrade = [job](context& c, response const& chain, detail::exchange& x) {
+    return detail::run_sse(c, job, chain, x);
+  };
   return r;
 }
 

@@ -7,9 +7,6 @@
 #include <keel/utf8.hpp>
 #include <keel/ws.hpp>
 
-#include "http/connection.hpp"
-#include "http/server_state.hpp"
-#include "http/tls_stream.hpp"
 #include "ws/engine.hpp"
 
 #include <boost/asio/as_tuple.hpp>
@@ -412,6 +409,7 @@ task<void> ws_state::join_reader() {
 
 template class ws_session<tcp_socket>;
 template class ws_session<tls_next_layer>;
+template class ws_session<byte_stream>;
 
 }  // namespace detail
 

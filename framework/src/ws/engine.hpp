@@ -16,6 +16,7 @@
 #include <keel/ws.hpp>
 
 #include "core/fifo.hpp"
+#include "http/byte_stream.hpp"
 
 #include <boost/asio/ssl/stream.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
@@ -169,5 +170,6 @@ class ws_session final : public ws_state {
 using tls_next_layer = asio::ssl::stream<tcp_socket&>;
 extern template class ws_session<tcp_socket>;
 extern template class ws_session<tls_next_layer>;
+extern template class ws_session<byte_stream>;
 
 }  // namespace keel::detail

@@ -7,9 +7,7 @@
 #include <keel/utf8.hpp>
 #include <keel/ws.hpp>
 
-#include "http/connection.hpp"
-#include "http/server_state.hpp"
-#include "http/tls_stream.hpp"
+#include "http/exchange.hpp"
 #include "ws/engine.hpp"
 
 #include <boost/asio/as_tuple.hpp>
@@ -23,7 +21,6 @@
 #include <boost/beast/http/message.hpp>
 #include <boost/beast/websocket/error.hpp>
 #include <boost/beast/websocket/rfc6455.hpp>
-#include <boost/beast/websocket/ssl.hpp>
 
 #include <atomic>
 #include <tuple>
@@ -83,13 +80,16 @@ std::string pick_subprotocol(context& ctx, std::vector<std::string> const& ours)
   return {};
 }
 
-template <class NextLayer>
-task<void> run_ws_over(context& ctx, std::shared_ptr<ws_route> route, std::string subprotocol, response const& chain,
-                       std::shared_ptr<ws_session<NextLayer>> state) {
-  auto& c = *ctx.connection();
-  auto const& o = c.server.opts;
+task<void> run_ws(context& ctx, std::shared_ptr<ws_route> route, std::string subprotocol, response const& chain,
+                  exchange& x) {
+  auto const& o = ctx.settings();
   auto const& ro = route->options;
-  auto const& s = state->settings;
+  ws_settings s{ro.max_message.value_or(o.ws_max_message), ro.ping_interval.value_or(o.ws_ping_interval),
+                ro.pong_timeout.value_or(o.ws_pong_timeout), ro.send_queue.value_or(o.ws_send_queue),
+                o.write_timeout, o.drain_timeout};
+  // The session holds the exchange's transport alive for as long as it lives.
+  auto state = std::make_shared<ws_session<byte_stream>>(x.bytes(), s, x.keep_alive());
+  auto& deadline = x.deadline();
 
   state->subprotocol = subprotocol;
   auto& stream = state->stream;
@@ -126,29 +126,29 @@ task<void> run_ws_over(context& ctx, std::shared_ptr<ws_route> route, std::strin
     req.target(kr.target());
     req.version(kr.version());
     for (auto const& h : kr.headers()) req.insert(h.name, h.value);
-    c.wd->arm_after(ro.handshake_timeout.value_or(o.ws_handshake_timeout));
+    deadline.arm_after(ro.handshake_timeout.value_or(o.ws_handshake_timeout));
     std::tie(ec) = co_await stream.async_accept(req, tuple_task);
-    c.wd->disarm();
+    deadline.disarm();
   }
   if (ec) {
-    if (c.wd->fired()) co_await asio::this_coro::reset_cancellation_state();
+    if (deadline.fired()) co_await asio::this_coro::reset_cancellation_state();
     co_return;
   }
-  // An idle WebSocket holds only what it needs: the HTTP read buffer (no
-  // bytes may follow the upgrade request before the 101) and the 101's
-  // decorator are not used again. Measured: 4.7 KiB per connection.
-  c.buffer.clear();
-  c.buffer.shrink_to_fit();
+  // An idle WebSocket holds only what it needs: the transport's read buffer
+  // and the 101's decorator are not used again. Measured: 4.7 KiB per
+  // connection.
+  x.hand_over();
   stream.set_option(websocket_ns::stream_base::decorator([](websocket_ns::response_type&) {}));
-  c.server.ws_active.fetch_add(1);
+  x.count_websocket(1);
   std::weak_ptr<ws_state> weak = state;
-  c.on_drain = [weak] {
-    if (auto st = weak.lock()) st->drain();
-  };
-  c.on_force_close = [weak] {
-    if (auto st = weak.lock()) st->abort();
-  };
-  if (c.server.draining.load()) state->drain();
+  x.on_shutdown(
+      [weak] {
+        if (auto st = weak.lock()) st->drain();
+      },
+      [weak] {
+        if (auto st = weak.lock()) st->abort();
+      });
+  if (x.draining()) state->drain();
   // Both are joined below, before the session ends.
   state->start(ctx.trace_id());
 
@@ -174,28 +174,8 @@ task<void> run_ws_over(context& ctx, std::shared_ptr<ws_route> route, std::strin
   state->on_end.clear();
   error_code ignored;
   beast::get_lowest_layer(stream).close(ignored);
-  c.on_drain = nullptr;
-  c.on_force_close = nullptr;
-  c.server.ws_active.fetch_sub(1);
-}
-
-task<void> run_ws(context& ctx, std::shared_ptr<ws_route> route, std::string subprotocol, response const& chain) {
-  auto& c = *ctx.connection();
-  auto const& o = c.server.opts;
-  auto const& ro = route->options;
-  ws_settings s{ro.max_message.value_or(o.ws_max_message), ro.ping_interval.value_or(o.ws_ping_interval),
-                ro.pong_timeout.value_or(o.ws_pong_timeout), ro.send_queue.value_or(o.ws_send_queue),
-                o.write_timeout, o.drain_timeout};
-  if (c.tls) {
-    // The TLS stream moves into the session; the socket it runs on stays in
-    // the connection, which the session keeps alive for as long as it lives.
-    c.tls->taken = true;
-    auto state = std::make_shared<ws_session<tls_next_layer>>(std::move(c.tls->stream), s, c.shared_from_this());
-    co_await run_ws_over(ctx, std::move(route), std::move(subprotocol), chain, std::move(state));
-  } else {
-    auto state = std::make_shared<ws_session<tcp_socket>>(std::move(c.socket), s);
-    co_await run_ws_over(ctx, std::move(route), std::move(subprotocol), chain, std::move(state));
-  }
+  x.on_shutdown(nullptr, nullptr);
+  x.count_websocket(-1);
 }
 
 task<response> upgrade_or_refuse(context& ctx, std::shared_ptr<ws_route> route) {
@@ -212,7 +192,9 @@ task<response> upgrade_or_refuse(context& ctx, std::shared_ptr<ws_route> route) 
   if (!origin_allowed(ctx, allowed)) co_return ctx.problem(403, "this origin may not open a WebSocket here");
   response r(101);
   auto proto = pick_subprotocol(ctx, route->options.subprotocols);
-  r.upgrade = [route, proto](context& c, response const& chain) { return run_ws(c, route, proto, chain); };
+  r.upgrade = [route, proto](context& c, response const& chain, exchange& x) {
+    return run_ws(c, route, proto, chain, x);
+  };
   co_return r;
 }
 
