@@ -31,19 +31,20 @@ namespace {
 // How one guarded operation ended.
 struct outcome {
   bool cut = false;                  // completed with operation_aborted
-  std::chrono::milliseconds took{};  // from its start to its completion
+  std::chrono::milliseconds took{};  // from `since` (taken before arming) to its completion
   bool fired = false;                // the watchdog's fired() afterwards
 };
 
-// Waits `length` on a timer bound to `wd`'s slot: the operation the watchdog guards.
-task<outcome> guarded(keel::watchdog& wd, std::chrono::milliseconds length) {
+// Waits `length` on a timer bound to `wd`'s slot: the operation the watchdog
+// guards. `since` is taken before the deadline is armed, so `took` is never
+// shorter than the time from arming to the cut.
+task<outcome> guarded(keel::watchdog& wd, std::chrono::milliseconds length, keel::clock::time_point since) {
   keel::steady_timer op(co_await asio::this_coro::executor);
   op.expires_after(length);
-  auto start = keel::clock::now();
   auto [ec] = co_await op.async_wait(asio::bind_cancellation_slot(wd.slot(), asio::as_tuple(keel::use_task)));
   outcome o;
   o.cut = ec == asio::error::operation_aborted;
-  o.took = std::chrono::duration_cast<std::chrono::milliseconds>(keel::clock::now() - start);
+  o.took = std::chrono::duration_cast<std::chrono::milliseconds>(keel::clock::now() - since);
   o.fired = wd.fired();
   co_return o;
 }
@@ -70,8 +71,9 @@ TEST_CASE("an armed watchdog cuts the guarded operation at its deadline", "[watc
   io_thread io;
   watched wd(io, 10s);
   auto run = [&]() -> task<outcome> {
+    auto since = keel::clock::now();
     wd->arm_after(50ms);
-    co_return co_await guarded(*wd, 10s);
+    co_return co_await guarded(*wd, 10s, since);
   };
   auto o = io.result(run());
   CHECK(o.cut);
@@ -84,9 +86,10 @@ TEST_CASE("a disarmed watchdog lets the operation run past the old deadline", "[
   io_thread io;
   watched wd(io, 10s);
   auto run = [&]() -> task<outcome> {
+    auto since = keel::clock::now();
     wd->arm_after(30ms);
     wd->disarm();
-    co_return co_await guarded(*wd, 300ms);
+    co_return co_await guarded(*wd, 300ms, since);
   };
   auto o = io.result(run());
   CHECK_FALSE(o.cut);
@@ -100,9 +103,10 @@ TEST_CASE("a deadline earlier than the timer's planned wake re-arms it", "[watch
   // only a re-arm makes the 50 ms deadline count before that.
   watched wd(io, 60s);
   auto run = [&]() -> task<outcome> {
+    auto since = keel::clock::now();
     wd->arm_after(8s);
     wd->arm_after(50ms);
-    co_return co_await guarded(*wd, 20s);
+    co_return co_await guarded(*wd, 20s, since);
   };
   auto o = io.result(run());
   CHECK(o.cut);
@@ -115,22 +119,23 @@ TEST_CASE("an old deadline does not cut the operation armed after it", "[watchdo
   io_thread io;
   watched wd(io, 10s);
   auto run = [&]() -> task<outcome> {
-    // The first operation's deadline schedules the timer for 50 ms; the next
-    // operation's deadline is later, so the timer wakes at 50 ms with a stale
-    // plan and must sleep again instead of firing.
-    wd->arm_after(50ms);
-    auto first = co_await guarded(*wd, 1ms);
+    // The first operation's deadline schedules the timer for 100 ms; the next
+    // operation's deadline is later, so the timer wakes at 100 ms, during the
+    // second operation, with a stale plan and must sleep again instead of firing.
+    wd->arm_after(100ms);
+    auto first = co_await guarded(*wd, 1ms, keel::clock::now());
     wd->disarm();
     if (first.cut) co_return first;
+    auto since = keel::clock::now();
     wd->arm_after(2s);
-    auto second = co_await guarded(*wd, 300ms);
+    auto second = co_await guarded(*wd, 400ms, since);
     wd->disarm();
     co_return second;
   };
   auto o = io.result(run());
   CHECK_FALSE(o.cut);
   CHECK_FALSE(o.fired);
-  CHECK(o.took >= 300ms);
+  CHECK(o.took >= 400ms);
 }
 
 TEST_CASE("a watchdog that fired guards the next operation afresh", "[watchdog]") {
@@ -142,13 +147,15 @@ TEST_CASE("a watchdog that fired guards the next operation afresh", "[watchdog]"
   auto run = [&]() -> task<both> {
     both b;
     wd->arm_after(30ms);
-    b.first = co_await guarded(*wd, 10s);
+    b.first = co_await guarded(*wd, 10s, keel::clock::now());
     // Re-armed later: the earlier expiry and its emitted signal are spent.
-    wd->arm_after(2s);
-    b.second = co_await guarded(*wd, 200ms);
+    auto since = keel::clock::now();
+    wd->arm_after(5s);
+    b.second = co_await guarded(*wd, 200ms, since);
     // And the new deadline still fires when it is due.
+    since = keel::clock::now();
     wd->arm_after(40ms);
-    b.third = co_await guarded(*wd, 10s);
+    b.third = co_await guarded(*wd, 10s, since);
     co_return b;
   };
   auto b = io.result(run());
