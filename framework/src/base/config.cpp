@@ -1,6 +1,7 @@
 #include <keel/config.hpp>
 #include <keel/log.hpp>
 
+#include <boost/beast/core/string.hpp>
 #include <boost/json.hpp>
 
 #include <algorithm>
@@ -33,12 +34,7 @@ bool is_digit(char c) { return c >= '0' && c <= '9'; }
 
 char lower(char c) { return (c >= 'A' && c <= 'Z') ? char(c - 'A' + 'a') : c; }
 
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i)
-    if (lower(a[i]) != lower(b[i])) return false;
-  return true;
-}
+using boost::beast::iequals;
 
 std::string quoted(std::string_view s) {
   std::string out;
