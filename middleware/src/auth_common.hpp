@@ -24,6 +24,16 @@ inline std::optional<std::string_view> authorization(context const& ctx, std::st
   return v;
 }
 
+/// The token of `Authorization: Bearer <token>` (RFC 6750 §2.1), else, when
+/// `allow_query`, of `?access_token=` (§2.3), decoded into `query_storage`,
+/// which the result then points into; nullopt when the request carries neither.
+inline std::optional<std::string_view> bearer_token(context const& ctx, bool allow_query,
+                                                    std::optional<std::string>& query_storage) {
+  if (auto token = authorization(ctx, "Bearer")) return token;
+  if (allow_query && (query_storage = ctx.query("access_token"))) return std::string_view(*query_storage);
+  return std::nullopt;
+}
+
 /// `"text"` as an HTTP quoted-string.
 inline std::string quoted(std::string_view s) {
   std::string out = "\"";
