@@ -560,7 +560,7 @@ struct command_line {
   std::optional<config_error> error;       // the first one, thrown unless --help was given
 };
 
-void note(command_line& cli, std::string message) {
+void note(command_line& cli, std::string const& message) {
   if (!cli.error) cli.error = config_error(message);
 }
 
