@@ -8,6 +8,7 @@
 #   ./scripts/quickstart.sh test
 #       install the packages (with the browser), then
 #         layers:         the include rules of docs/architecture.md (scripts/check_layers.py)
+#         headers:        each public header compiles alone (scripts/check_headers.py)
 #         default preset: configure and build (stages of their own), the whole ctest suite
 #         asan preset:    ASan+UBSan build (clang 14, with the fuzz targets), ctest labels core|websocket
 #         tsan preset:    TSan build, ctest label concurrency
@@ -24,7 +25,7 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 
 usage() {
-  sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 if [[ "${CI:-}" == "true" ]]; then
@@ -176,6 +177,7 @@ case "$cmd" in
     # Without the packages nothing after this can pass: stop here.
     stage deps bash "$root/scripts/install-deps.sh" --with-browser || { summary; exit 1; }
     stage layers /usr/bin/python3 "$root/scripts/check_layers.py" || failed=1
+    stage headers /usr/bin/python3 "$root/scripts/check_headers.py" --jobs 2 || failed=1
     # The default preset in the foreground: configure and build at full speed,
     # then the background builds start and its suite runs.
     if stage configure cmake --preset default && stage build cmake --build --preset default; then

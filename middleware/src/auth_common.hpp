@@ -2,22 +2,13 @@
 // Pieces the built-in authenticators share. Private to keel_middleware.
 #include <keel/context.hpp>
 
+#include <boost/beast/core/string.hpp>
+
 #include <optional>
 #include <string>
 #include <string_view>
 
 namespace keel::mw::detail {
-
-inline bool iequals(std::string_view a, std::string_view b) noexcept {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    char x = a[i], y = b[i];
-    if (x >= 'A' && x <= 'Z') x = char(x - 'A' + 'a');
-    if (y >= 'A' && y <= 'Z') y = char(y - 'A' + 'a');
-    if (x != y) return false;
-  }
-  return true;
-}
 
 /// The credentials of `Authorization: <scheme> <credentials>` when the scheme
 /// matches (case-insensitively, RFC 9110 §11.1), trimmed; nullopt otherwise.
@@ -25,12 +16,22 @@ inline std::optional<std::string_view> authorization(context const& ctx, std::st
   auto h = ctx.header("Authorization");
   if (!h) return std::nullopt;
   auto v = *h;
-  if (v.size() < scheme.size() || !iequals(v.substr(0, scheme.size()), scheme)) return std::nullopt;
+  if (v.size() < scheme.size() || !boost::beast::iequals(v.substr(0, scheme.size()), scheme)) return std::nullopt;
   v.remove_prefix(scheme.size());
   if (!v.empty() && v.front() != ' ' && v.front() != '\t') return std::nullopt;  // "Bearerx"
   while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
   while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);
   return v;
+}
+
+/// The token of `Authorization: Bearer <token>` (RFC 6750 §2.1), else, when
+/// `allow_query`, of `?access_token=` (§2.3), decoded into `query_storage`,
+/// which the result then points into; nullopt when the request carries neither.
+inline std::optional<std::string_view> bearer_token(context const& ctx, bool allow_query,
+                                                    std::optional<std::string>& query_storage) {
+  if (auto token = authorization(ctx, "Bearer")) return token;
+  if (allow_query && (query_storage = ctx.query("access_token"))) return std::string_view(*query_storage);
+  return std::nullopt;
 }
 
 /// `"text"` as an HTTP quoted-string.

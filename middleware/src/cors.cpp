@@ -2,6 +2,8 @@
 
 #include <keel/context.hpp>
 
+#include <boost/beast/core/string.hpp>
+
 #include <algorithm>
 #include <memory>
 
@@ -9,16 +11,7 @@ namespace keel::mw {
 
 namespace {
 
-bool iequals(std::string_view a, std::string_view b) noexcept {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    char x = a[i], y = b[i];
-    if (x >= 'A' && x <= 'Z') x = char(x - 'A' + 'a');
-    if (y >= 'A' && y <= 'Z') y = char(y - 'A' + 'a');
-    if (x != y) return false;
-  }
-  return true;
-}
+using boost::beast::iequals;
 
 std::string join(std::vector<std::string> const& v) {
   std::string out;

@@ -105,8 +105,7 @@ class jwt_authenticator final : public authenticator {
  private:
   auth_result check(context& ctx) const {
     std::optional<std::string> from_query;
-    auto token = detail::authorization(ctx, "Bearer");
-    if (!token && opts_.allow_query_token && (from_query = ctx.query("access_token"))) token = *from_query;
+    auto token = detail::bearer_token(ctx, opts_.allow_query_token, from_query);
     if (!token) return auth_result::absent();
     return verify_jwt(*token, opts_);
   }

@@ -77,6 +77,7 @@ class config {
     std::string default_value;  ///< for usage()
   };
   void set(std::string_view name, std::string_view value, std::string_view source);
+  class loader;  ///< load()'s steps (config.cpp)
 
   std::string program_;
   options server_;

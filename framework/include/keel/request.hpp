@@ -4,6 +4,9 @@
 // The storage belongs to the connection and is reused from one request to the
 // next, so the views this class hands out are valid for the request's lifetime
 // (the handler and its middleware), never beyond: copy what must outlive it.
+// Beast 1.81's verb.hpp defines operator<< with only <iosfwd> included.
+#include <ostream>
+
 #include <boost/beast/http/verb.hpp>
 
 #include <cstddef>

@@ -1,6 +1,7 @@
 #include <keel/config.hpp>
 #include <keel/log.hpp>
 
+#include <boost/beast/core/string.hpp>
 #include <boost/json.hpp>
 
 #include <algorithm>
@@ -33,12 +34,7 @@ bool is_digit(char c) { return c >= '0' && c <= '9'; }
 
 char lower(char c) { return (c >= 'A' && c <= 'Z') ? char(c - 'A' + 'a') : c; }
 
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i)
-    if (lower(a[i]) != lower(b[i])) return false;
-  return true;
-}
+using boost::beast::iequals;
 
 std::string quoted(std::string_view s) {
   std::string out;
@@ -550,29 +546,196 @@ struct flag_spec {
   bool boolean = false;
 };
 
+// One flag from the command line, to be applied after the file and the environment.
+struct parsed_flag {
+  std::string name;  // JSON spelling
+  std::string value;
+  std::string spelling;
+};
+
+// The command line, read but not yet applied.
+struct command_line {
+  std::vector<parsed_flag> flags;
+  std::optional<std::string> config_file;  // --config
+  std::optional<config_error> error;       // the first one, thrown unless --help was given
+};
+
+void note(command_line& cli, std::string const& message) {
+  if (!cli.error) cli.error = config_error(message);
+}
+
+// Reads the JSON object of a config file; `origin` names the file in errors.
+boost::json::value parse_file(std::string const& path, std::string const& origin) {
+  std::string text = read_file(path, origin);
+  boost::json::parse_options popts;
+  // Config files are written by people: comments and a trailing comma
+  // should not cost a failed deploy.
+  popts.allow_comments = true;
+  popts.allow_trailing_commas = true;
+  boost::json::stream_parser parser({}, popts);
+  boost::system::error_code ec;
+  std::size_t used = parser.write_some(text.data(), text.size(), ec);
+  if (!ec && used < text.size())
+    throw config_error(origin + ": invalid JSON at " + position_of(text, used) +
+                       ": unexpected text after the object");
+  if (!ec) parser.finish(ec);
+  if (ec) throw config_error(origin + ": invalid JSON at " + position_of(text, used) + ": " + ec.message());
+  boost::json::value root = parser.release();
+  if (!root.is_object()) throw config_error(origin + ": must hold a JSON object of settings");
+  return root;
+}
+
 }  // namespace
 
-void config::load(std::vector<std::string> const& args,
-                  std::function<char const*(char const*)> const& getenv) {
-  defaults_ = server_;
-  positional_.clear();
-  help_ = false;
+// load()'s steps, in the order of precedence: command line read, file,
+// environment, flags applied, then the checks across settings.
+class config::loader {
+ public:
+  loader(config& c, std::function<char const*(char const*)> const& getenv) : c_(c), getenv_(getenv) {}
 
-  auto lookup = [&](std::string_view name) {
+  // Flags are parsed first but applied last: the file they may name has to be
+  // read before them, and --help must win over any error.
+  command_line read_command_line(std::vector<std::string> const& args) {
+    command_line cli;
+    for (std::size_t i = 0; i < args.size(); ++i) {
+      std::string const& arg = args[i];
+      if (arg == "--") {
+        for (++i; i < args.size(); ++i) c_.positional_.push_back(args[i]);
+        break;
+      }
+      if (arg == "--help" || arg == "-h") {
+        c_.help_ = true;
+      } else if (arg.rfind("--", 0) != 0) {
+        take_positional(arg, cli);
+      } else {
+        take_flag(args, i, cli);
+      }
+    }
+    return cli;
+  }
+
+  // The file named by --config, else by KEEL_CONFIG; applied key by key.
+  void apply_file(std::optional<std::string> config_file) {
+    std::string origin;
+    if (config_file) {
+      origin = "config file " + *config_file;
+    } else if (char const* env = getenv_("KEEL_CONFIG"); env && *env) {
+      config_file = env;
+      origin = "config file " + *config_file + " (from KEEL_CONFIG)";
+    }
+    if (!config_file) return;
+    if (config_file->empty()) throw config_error("--config: missing file name");
+    boost::json::value root = parse_file(*config_file, origin);
+    for (auto const& [k, v] : root.get_object()) {
+      std::string key(k);
+      if (key == "reconnect" && v.is_object()) {
+        // The policy reads naturally as one object; it is the same four settings.
+        for (auto const& [sk, sv] : v.get_object()) {
+          std::string sub(sk);
+          if (sub != "base" && sub != "multiplier" && sub != "cap" && sub != "reset_after")
+            throw config_error(origin + ": unknown setting " + quoted("reconnect." + sub));
+          apply_file_setting(origin, "reconnect_" + sub, sv);
+        }
+        continue;
+      }
+      apply_file_setting(origin, key, v);
+    }
+  }
+
+  // Only known names are looked up: other KEEL_* variables may belong to other
+  // tools. An empty variable counts as unset, as in most deploy tooling where
+  // `KEEL_X=` is how a value gets blanked out of a template.
+  void apply_environment() {
+    auto from_env = [&](std::string_view name) {
+      std::string var = env_of(name);
+      char const* v = getenv_(var.c_str());
+      if (v && *v) c_.set(name, v, var + " (" + flag_of(name) + ")");
+    };
+    for (auto const& s : server_settings) from_env(s.name);
+    for (auto const& [name, s] : c_.app_) from_env(name);
+  }
+
+  void apply_flags(std::vector<parsed_flag> const& flags) {
+    for (auto const& f : flags) c_.set(f.name, f.value, f.spelling);
+  }
+
+  // Settings that are valid alone but not together.
+  void check_combinations() const {
+    options const& o = c_.server_;
+    if (o.tls_cert.empty() != o.tls_key.empty())
+      throw config_error("--tls-cert and --tls-key must be given together");
+    if (!o.https_redirect.empty() && o.tls_cert.empty())
+      throw config_error("--https-redirect needs --tls-cert and --tls-key: there is no https listener to redirect to");
+    if (o.reconnect.cap < o.reconnect.base)
+      throw config_error("--reconnect-cap: " + format_duration(o.reconnect.cap) +
+                         " is below --reconnect-base " + format_duration(o.reconnect.base));
+  }
+
+ private:
+  void take_positional(std::string const& arg, command_line& cli) {
+    // A single dash is almost always a mistyped flag (-threads): refusing it
+    // beats silently taking it for a positional argument. A lone "-" is the
+    // usual stdin placeholder and stays positional.
+    if (arg.size() > 1 && arg[0] == '-') {
+      note(cli, "unknown flag " + arg + " (flags start with --)");
+      return;
+    }
+    c_.positional_.push_back(arg);
+  }
+
+  // `--name`, `--name=value` or `--name value` (which consumes args[i + 1]).
+  void take_flag(std::vector<std::string> const& args, std::size_t& i, command_line& cli) {
+    std::string_view body = std::string_view(args[i]).substr(2);
+    std::optional<std::string> inline_value;
+    if (auto eq = body.find('='); eq != std::string_view::npos) {
+      inline_value = std::string(body.substr(eq + 1));
+      body = body.substr(0, eq);
+    }
+    std::string spelling = "--" + std::string(body);
+    std::string name;
+    bool well_formed = !body.empty() && body.find('_') == std::string_view::npos;
+    for (char c : body) name += (c == '-') ? '_' : c;
+    flag_spec spec = well_formed ? lookup(name) : flag_spec{};
+    if (!spec.known) {
+      if (!cli.error) note(cli, "unknown flag " + spelling + suggest(spelling, flag_of));
+      return;
+    }
+    std::string value;
+    if (inline_value) {
+      value = *inline_value;
+    } else if (spec.boolean) {
+      // A bare boolean flag means true; "--dev-mode false" would be ambiguous
+      // with a positional argument, so false needs "--dev-mode=false".
+      value = "true";
+    } else if (i + 1 < args.size() && args[i + 1].rfind("--", 0) != 0) {
+      value = args[++i];
+    } else {
+      note(cli, spelling + ": missing value");
+      return;
+    }
+    if (name == "config") {
+      cli.config_file = value;
+      return;
+    }
+    cli.flags.push_back({std::move(name), std::move(value), std::move(spelling)});
+  }
+
+  flag_spec lookup(std::string_view name) const {
     flag_spec spec;
     if (auto const* s = find_server_setting(name)) {
       spec.known = true;
       spec.boolean = s->what == kind::boolean;
-    } else if (auto it = app_.find(name); it != app_.end()) {
+    } else if (auto it = c_.app_.find(name); it != c_.app_.end()) {
       spec.known = true;
       spec.boolean = it->second.is_flag;
     } else if (name == "config") {
       spec.known = true;
     }
     return spec;
-  };
+  }
 
-  auto suggest = [&](std::string const& typed, auto spell) -> std::string {
+  // " (did you mean X?)" for the known name nearest to `typed`, or "".
+  std::string suggest(std::string const& typed, std::string (*spell)(std::string_view)) const {
     std::string best;
     std::size_t best_d = 3;
     // Compared in the spelling the user typed, so "--header_timeout" is one
@@ -587,185 +750,64 @@ void config::load(std::vector<std::string> const& args,
       }
     };
     for (auto const& s : server_settings) consider(s.name);
-    for (auto const& [n, s] : app_) consider(n);
+    for (auto const& [n, s] : c_.app_) consider(n);
     consider("config");
     return best.empty() ? std::string() : " (did you mean " + best + "?)";
-  };
-
-  // Flags are parsed first but applied last: the file they may name has to be
-  // read before them, and --help must win over any error.
-  struct parsed_flag {
-    std::string name;  // JSON spelling
-    std::string value;
-    std::string spelling;
-  };
-  std::vector<parsed_flag> flags;
-  std::optional<std::string> config_file;
-  std::optional<config_error> flag_error;
-
-  for (std::size_t i = 0; i < args.size(); ++i) {
-    std::string const& arg = args[i];
-    if (arg == "--") {
-      for (++i; i < args.size(); ++i) positional_.push_back(args[i]);
-      break;
-    }
-    if (arg == "--help" || arg == "-h") {
-      help_ = true;
-      continue;
-    }
-    if (arg.rfind("--", 0) != 0) {
-      // A single dash is almost always a mistyped flag (-threads): refusing it
-      // beats silently taking it for a positional argument. A lone "-" is the
-      // usual stdin placeholder and stays positional.
-      if (arg.size() > 1 && arg[0] == '-') {
-        if (!flag_error) flag_error = config_error("unknown flag " + arg + " (flags start with --)");
-        continue;
-      }
-      positional_.push_back(arg);
-      continue;
-    }
-    std::string_view body = std::string_view(arg).substr(2);
-    std::optional<std::string> inline_value;
-    if (auto eq = body.find('='); eq != std::string_view::npos) {
-      inline_value = std::string(body.substr(eq + 1));
-      body = body.substr(0, eq);
-    }
-    std::string spelling = "--" + std::string(body);
-    std::string name;
-    bool well_formed = !body.empty() && body.find('_') == std::string_view::npos;
-    for (char c : body) name += (c == '-') ? '_' : c;
-    flag_spec spec = well_formed ? lookup(name) : flag_spec{};
-    if (!spec.known) {
-      if (!flag_error) {
-        auto hint = suggest(spelling, [](std::string_view n) { return flag_of(n); });
-        std::string message = "unknown flag ";
-        message += spelling;
-        message += hint;
-        flag_error = config_error(message);
-      }
-      continue;
-    }
-    std::string value;
-    if (inline_value) {
-      value = *inline_value;
-    } else if (spec.boolean) {
-      // A bare boolean flag means true; "--dev-mode false" would be ambiguous
-      // with a positional argument, so false needs "--dev-mode=false".
-      value = "true";
-    } else if (i + 1 < args.size() && args[i + 1].rfind("--", 0) != 0) {
-      value = args[++i];
-    } else {
-      if (!flag_error) flag_error = config_error(spelling + ": missing value");
-      continue;
-    }
-    if (name == "config") {
-      config_file = value;
-      continue;
-    }
-    flags.push_back({std::move(name), std::move(value), std::move(spelling)});
   }
 
+  // One key of the file: a string is parsed like a flag's value; a JSON
+  // boolean, number or array only where the setting's kind takes it.
+  void apply_file_setting(std::string const& origin, std::string const& key, boost::json::value const& v) {
+    auto where = origin + ": " + quoted(key);
+    setting const* s = find_server_setting(key);
+    auto app = c_.app_.find(key);
+    if (!s && app == c_.app_.end())
+      throw config_error(origin + ": unknown setting " + quoted(key) + suggest(quoted(key), quoted));
+    where += " (" + flag_of(key) + ")";
+    bool is_bool = s ? s->what == kind::boolean : app->second.is_flag;
+    bool numeric_ok = s && (s->what == kind::threads || s->what == kind::count ||
+                            s->what == kind::size || s->what == kind::factor);
+    if (v.is_string()) {
+      c_.set(key, v.get_string(), where);
+    } else if (v.is_bool() && is_bool) {
+      c_.set(key, v.get_bool() ? "true" : "false", where);
+    } else if (v.is_array() && s && s->what == kind::list) {
+      std::vector<std::string> items;
+      for (auto const& e : v.get_array()) {
+        if (!e.is_string())
+          throw config_error(where + ": list items must be strings, got " + boost::json::serialize(e));
+        items.emplace_back(e.get_string());
+      }
+      c_.server_.*std::get<std::vector<std::string> options::*>(s->field) = std::move(items);
+    } else if (v.is_number() && numeric_ok && !(v.is_double() && s->what != kind::factor)) {
+      c_.set(key, boost::json::serialize(v), where);
+    } else if (v.is_number() && s && (s->what == kind::duration || s->what == kind::timeout)) {
+      throw config_error(where + ": invalid duration " + boost::json::serialize(v) +
+                         " (use a string with a unit: \"250ms\", \"10s\", \"2m\")");
+    } else {
+      throw config_error(where + ": unexpected value " + boost::json::serialize(v));
+    }
+  }
+
+  config& c_;
+  std::function<char const*(char const*)> const& getenv_;
+};
+
+void config::load(std::vector<std::string> const& args,
+                  std::function<char const*(char const*)> const& getenv) {
+  defaults_ = server_;
+  positional_.clear();
+  help_ = false;
+  loader steps(*this, getenv);
+  command_line cli = steps.read_command_line(args);
   // With --help nothing is applied or checked: the user asked how to fix the
   // command line, not to be told again that it is wrong.
   if (help_) return;
-  if (flag_error) throw config_error(*flag_error);
-
-  std::string origin;
-  if (config_file) {
-    origin = "config file " + *config_file;
-  } else if (char const* env = getenv("KEEL_CONFIG"); env && *env) {
-    config_file = env;
-    origin = "config file " + *config_file + " (from KEEL_CONFIG)";
-  }
-  if (config_file) {
-    if (config_file->empty()) throw config_error("--config: missing file name");
-    std::string text = read_file(*config_file, origin);
-    boost::json::parse_options popts;
-    // Config files are written by people: comments and a trailing comma
-    // should not cost a failed deploy.
-    popts.allow_comments = true;
-    popts.allow_trailing_commas = true;
-    boost::json::stream_parser parser({}, popts);
-    boost::system::error_code ec;
-    std::size_t used = parser.write_some(text.data(), text.size(), ec);
-    if (!ec && used < text.size())
-      throw config_error(origin + ": invalid JSON at " + position_of(text, used) +
-                         ": unexpected text after the object");
-    if (!ec) parser.finish(ec);
-    if (ec) throw config_error(origin + ": invalid JSON at " + position_of(text, used) + ": " + ec.message());
-    boost::json::value root = parser.release();
-    if (!root.is_object()) throw config_error(origin + ": must hold a JSON object of settings");
-
-    auto apply = [&](std::string const& key, boost::json::value const& v) {
-      auto where = origin + ": " + quoted(key);
-      setting const* s = find_server_setting(key);
-      auto app = app_.find(key);
-      if (!s && app == app_.end()) {
-        auto hint = suggest(quoted(key), [](std::string_view n) { return quoted(n); });
-        throw config_error(origin + ": unknown setting " + quoted(key) + hint);
-      }
-      where += " (" + flag_of(key) + ")";
-      bool is_bool = s ? s->what == kind::boolean : app->second.is_flag;
-      bool numeric_ok = s && (s->what == kind::threads || s->what == kind::count ||
-                              s->what == kind::size || s->what == kind::factor);
-      if (v.is_string()) {
-        set(key, v.get_string(), where);
-      } else if (v.is_bool() && is_bool) {
-        set(key, v.get_bool() ? "true" : "false", where);
-      } else if (v.is_array() && s && s->what == kind::list) {
-        std::vector<std::string> items;
-        for (auto const& e : v.get_array()) {
-          if (!e.is_string())
-            throw config_error(where + ": list items must be strings, got " + boost::json::serialize(e));
-          items.emplace_back(e.get_string());
-        }
-        server_.*std::get<std::vector<std::string> options::*>(s->field) = std::move(items);
-      } else if (v.is_number() && numeric_ok && !(v.is_double() && s->what != kind::factor)) {
-        set(key, boost::json::serialize(v), where);
-      } else if (v.is_number() && s && (s->what == kind::duration || s->what == kind::timeout)) {
-        throw config_error(where + ": invalid duration " + boost::json::serialize(v) +
-                           " (use a string with a unit: \"250ms\", \"10s\", \"2m\")");
-      } else {
-        throw config_error(where + ": unexpected value " + boost::json::serialize(v));
-      }
-    };
-
-    for (auto const& [k, v] : root.get_object()) {
-      std::string key(k);
-      if (key == "reconnect" && v.is_object()) {
-        // The policy reads naturally as one object; it is the same four settings.
-        for (auto const& [sk, sv] : v.get_object()) {
-          std::string sub(sk);
-          if (sub != "base" && sub != "multiplier" && sub != "cap" && sub != "reset_after")
-            throw config_error(origin + ": unknown setting " + quoted("reconnect." + sub));
-          apply("reconnect_" + sub, sv);
-        }
-        continue;
-      }
-      apply(key, v);
-    }
-  }
-
-  // Only known names are looked up: other KEEL_* variables may belong to other
-  // tools. An empty variable counts as unset, as in most deploy tooling where
-  // `KEEL_X=` is how a value gets blanked out of a template.
-  auto from_env = [&](std::string_view name) {
-    std::string var = env_of(name);
-    char const* v = getenv(var.c_str());
-    if (v && *v) set(name, v, var + " (" + flag_of(name) + ")");
-  };
-  for (auto const& s : server_settings) from_env(s.name);
-  for (auto const& [name, s] : app_) from_env(name);
-
-  for (auto const& f : flags) set(f.name, f.value, f.spelling);
-
-  if (server_.tls_cert.empty() != server_.tls_key.empty())
-    throw config_error("--tls-cert and --tls-key must be given together");
-  if (!server_.https_redirect.empty() && server_.tls_cert.empty())
-    throw config_error("--https-redirect needs --tls-cert and --tls-key: there is no https listener to redirect to");
-  if (server_.reconnect.cap < server_.reconnect.base)
-    throw config_error("--reconnect-cap: " + format_duration(server_.reconnect.cap) +
-                       " is below --reconnect-base " + format_duration(server_.reconnect.base));
+  if (cli.error) throw config_error(*cli.error);
+  steps.apply_file(cli.config_file);
+  steps.apply_environment();
+  steps.apply_flags(cli.flags);
+  steps.check_combinations();
 }
 
 std::string const& config::get(std::string_view name) const {

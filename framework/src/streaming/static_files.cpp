@@ -31,6 +31,7 @@
 #include <stdexcept>
 #include <string>
 #include <utility>
+#include <variant>
 
 namespace keel {
 
@@ -321,60 +322,61 @@ task<void> send_file(response_stream& out, std::shared_ptr<open_file> f) {
   }
 }
 
-void set_validators(response& r, mount const& m, std::string const& etag, struct stat const& st, bool vary) {
-  r.set_header("ETag", etag);
-  r.set_header("Last-Modified", format_http_date(st.st_mtim.tv_sec));
-  if (!m.opts.cache_control.empty()) r.set_header("Cache-Control", m.opts.cache_control);
-  if (vary) r.set_header("Vary", "Accept-Encoding");
-}
-
-task<response> serve(context& ctx, std::shared_ptr<mount const> mp) {
-  auto const& m = *mp;
+// The file `ctx` names under the mount, resolved (symlinks followed, the root
+// checked, a directory's index.html found), or the response that already
+// answers: 404, or 301 to a directory's path with its slash.
+std::variant<std::string, response> locate(context& ctx, mount const& m) {
   auto path = ctx.path();
   std::string_view raw;
   std::optional<std::string> real;
   if (!m.file.empty()) {
     real = resolve(m.file);
-    if (!real) co_return not_found();
+    if (!real) return not_found();
   } else {
-    if (path.size() < m.prefix.size() || path.compare(0, m.prefix.size(), m.prefix) != 0) co_return not_found();
+    if (path.size() < m.prefix.size() || path.compare(0, m.prefix.size(), m.prefix) != 0) return not_found();
     raw = path.substr(m.prefix.size());
     auto rel = safe_relative_path(raw, m.opts.dotfiles);
-    if (!rel) co_return not_found();
+    if (!rel) return not_found();
     real = resolve(m.root + *rel);
-    if (!real || !inside(*real, m.root)) co_return not_found();
+    if (!real || !inside(*real, m.root)) return not_found();
   }
 
   struct stat st {};
-  if (::stat(real->c_str(), &st) != 0) co_return not_found();
-  if (S_ISDIR(st.st_mode) && !m.file.empty()) co_return not_found();
-  if (S_ISDIR(st.st_mode)) {
-    if (!m.opts.index) co_return not_found();
-    if (raw.empty() || raw.back() != '/') {
-      std::string location(path);
-      location.push_back('/');
-      if (!ctx.req().query_string().empty()) {
-        location.push_back('?');
-        location.append(ctx.req().query_string());
-      }
-      co_return response::redirect(location, 301);
+  if (::stat(real->c_str(), &st) != 0) return not_found();
+  if (!S_ISDIR(st.st_mode)) return std::move(*real);
+  if (!m.file.empty() || !m.opts.index) return not_found();
+  if (raw.empty() || raw.back() != '/') {
+    std::string location(path);
+    location.push_back('/');
+    if (!ctx.req().query_string().empty()) {
+      location.push_back('?');
+      location.append(ctx.req().query_string());
     }
-    real->append("/index.html");
-    auto index_real = resolve(*real);
-    if (!index_real || !inside(*index_real, m.root)) co_return not_found();
-    *real = *index_real;
+    return response::redirect(location, 301);
   }
+  real->append("/index.html");
+  auto index_real = resolve(*real);
+  if (!index_real || !inside(*index_real, m.root)) return not_found();
+  return std::move(*index_real);
+}
 
-  auto fd = open_regular(*real, st);
-  if (!fd) co_return not_found();
-  auto type = content_type_for(*real);
-  auto size = static_cast<std::uint64_t>(st.st_size);
+// The bytes chosen for a response: the file or its precompressed sibling.
+struct representation {
+  fd_holder fd;
+  struct stat st {};
+  std::uint64_t size = 0;
+  std::string_view coding;  // "", "br" or "gzip"
+  std::string etag;
+};
 
-  auto range_header = ctx.header("Range");
-  bool vary = m.opts.precompressed;
-  std::string_view coding;
-  if (m.opts.precompressed && !range_header) {
-    // A sibling is served only when the client takes it: brotli before gzip.
+// Opens `real`, or the sibling the client takes (brotli before gzip) when the
+// mount has precompressed files and the request asks for no range.
+std::optional<representation> open_representation(context& ctx, mount const& m, std::string const& real) {
+  representation f;
+  f.fd = open_regular(real, f.st);
+  if (!f.fd) return std::nullopt;
+  f.size = static_cast<std::uint64_t>(f.st.st_size);
+  if (m.opts.precompressed && !ctx.header("Range")) {
     auto ae = ctx.header("Accept-Encoding").value_or("");
     double br = accepted(ae, "br"), gz = accepted(ae, "gzip");
     std::array<std::pair<std::string_view, double>, 2> order{{{"br", br}, {"gzip", gz}}};
@@ -382,91 +384,126 @@ task<response> serve(context& ctx, std::shared_ptr<mount const> mp) {
     for (auto [name, q] : order) {
       if (q <= 0) continue;
       struct stat cst {};
-      auto sibling = open_regular(*real + (name == "br" ? ".br" : ".gz"), cst);
+      auto sibling = open_regular(real + (name == "br" ? ".br" : ".gz"), cst);
       if (!sibling) continue;
-      fd = std::move(sibling);
-      st = cst;
-      size = static_cast<std::uint64_t>(st.st_size);
-      coding = name;
+      f.fd = std::move(sibling);
+      f.st = cst;
+      f.size = static_cast<std::uint64_t>(f.st.st_size);
+      f.coding = name;
       break;
     }
   }
-  auto etag = make_etag(st, coding);
+  f.etag = make_etag(f.st, f.coding);
+  return f;
+}
 
-  // Conditional requests (RFC 9110 §13.2.2): If-None-Match decides when sent.
-  bool not_modified = false;
-  if (auto inm = ctx.header("If-None-Match")) {
-    not_modified = none_match(*inm, etag);
-  } else if (auto ims = ctx.header("If-Modified-Since")) {
+void set_validators(response& r, mount const& m, representation const& f) {
+  r.set_header("ETag", f.etag);
+  r.set_header("Last-Modified", format_http_date(f.st.st_mtim.tv_sec));
+  if (!m.opts.cache_control.empty()) r.set_header("Cache-Control", m.opts.cache_control);
+  if (m.opts.precompressed) r.set_header("Vary", "Accept-Encoding");
+}
+
+// Conditional requests (RFC 9110 §13.2.2): If-None-Match decides when sent.
+bool not_modified(context& ctx, representation const& f) {
+  if (auto inm = ctx.header("If-None-Match")) return none_match(*inm, f.etag);
+  if (auto ims = ctx.header("If-Modified-Since")) {
     auto t = parse_http_date(*ims);
-    not_modified = t && st.st_mtim.tv_sec <= *t;
+    return t && f.st.st_mtim.tv_sec <= *t;
   }
-  if (not_modified) {
-    response r(304);
-    set_validators(r, m, etag, st, vary);
-    co_return r;
-  }
+  return false;
+}
 
-  byte_range range{0, size};
-  unsigned status = 200;
-  if (range_header) {
-    bool applies = true;
-    if (auto if_range = ctx.header("If-Range")) {
-      auto v = trim(*if_range);
-      applies = v == etag || v == format_http_date(st.st_mtim.tv_sec);
-    }
-    if (applies) {
-      byte_range r;
-      auto kind = parse_range(*range_header, size, r);
-      if (kind == range_kind::unsatisfiable) {
-        response res = response::text("Range Not Satisfiable\n", 416);
-        res.set_header("Content-Range", "bytes */" + std::to_string(size));
-        set_validators(res, m, etag, st, vary);
-        co_return res;
-      }
-      if (kind == range_kind::single) {
-        range = r;
-        status = 206;
-      }
-    }
+// The range the request asks for, set in `out` when single; none when there
+// is no Range header or If-Range names another version of the file.
+range_kind requested_range(context& ctx, representation const& f, byte_range& out) {
+  auto range_header = ctx.header("Range");
+  if (!range_header) return range_kind::none;
+  if (auto if_range = ctx.header("If-Range")) {
+    auto v = trim(*if_range);
+    if (v != f.etag && v != format_http_date(f.st.st_mtim.tv_sec)) return range_kind::none;
   }
+  byte_range r;
+  auto kind = parse_range(*range_header, f.size, r);
+  if (kind == range_kind::single) out = r;
+  return kind;
+}
 
+// The response's status and headers, for `range` of the representation.
+response head_for(mount const& m, representation const& f, std::string_view type, unsigned status,
+                  byte_range range) {
   response res(status);
   res.set_header("Content-Type", type);
-  if (!coding.empty()) res.set_header("Content-Encoding", coding);
+  if (!f.coding.empty()) res.set_header("Content-Encoding", f.coding);
   res.set_header("Accept-Ranges", "bytes");
   res.set_header("X-Content-Type-Options", "nosniff");  // the type is the extension's, never a guess
-  set_validators(res, m, etag, st, vary);
+  set_validators(res, m, f);
   if (status == 206) {
     res.set_header("Content-Range", "bytes " + std::to_string(range.first) + "-" +
-                                        std::to_string(range.first + range.length - 1) + "/" + std::to_string(size));
+                                        std::to_string(range.first + range.length - 1) + "/" + std::to_string(f.size));
   }
+  return res;
+}
 
-  bool head = ctx.method() == verb::head;
-  if (!head && range.length <= m.opts.chunk_size) {
-    // One chunk: an ordinary response, framed and written like any other.
-    res.body.resize(static_cast<std::size_t>(range.length));
-    std::size_t got = 0;
-    while (got < res.body.size()) {
-      auto n = ::pread(fd.get(), res.body.data() + got, res.body.size() - got,
-                       static_cast<off_t>(range.first + got));
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) co_return not_found();
-      got += static_cast<std::size_t>(n);
-    }
-    co_return res;
+// Reads `range` of the file into `body` whole; false when the file shrank or failed.
+bool read_range(fd_holder const& fd, byte_range range, std::string& body) {
+  body.resize(static_cast<std::size_t>(range.length));
+  std::size_t got = 0;
+  while (got < body.size()) {
+    auto n = ::pread(fd.get(), body.data() + got, body.size() - got, static_cast<off_t>(range.first + got));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    got += static_cast<std::size_t>(n);
   }
+  return true;
+}
+
+// `res`'s status and headers over a body written chunk by chunk as the client takes it.
+response streamed(response const& res, fd_holder fd, byte_range range, std::size_t chunk_size) {
   auto file = std::make_shared<open_file>();
   file->fd = std::move(fd);
   file->offset = range.first;
   file->length = range.length;
-  file->chunk = m.opts.chunk_size ? m.opts.chunk_size : 64 * 1024;
+  file->chunk = chunk_size ? chunk_size : 64 * 1024;
   stream_options so;
   so.content_length = range.length;
-  auto streamed = stream_response([file](response_stream& out) { return send_file(out, file); }, so);
-  for (auto [name, value] : res.headers()) streamed.add_header(name, value);
-  streamed.status = status;
-  co_return streamed;
+  auto out = stream_response([file](response_stream& s) { return send_file(s, file); }, so);
+  for (auto [name, value] : res.headers()) out.add_header(name, value);
+  out.status = res.status;
+  return out;
+}
+
+task<response> serve(context& ctx, std::shared_ptr<mount const> mp) {
+  auto const& m = *mp;
+  auto where = locate(ctx, m);
+  if (auto* answer = std::get_if<response>(&where)) co_return std::move(*answer);
+  auto const& real = std::get<std::string>(where);
+
+  auto f = open_representation(ctx, m, real);
+  if (!f) co_return not_found();
+  if (not_modified(ctx, *f)) {
+    response r(304);
+    set_validators(r, m, *f);
+    co_return r;
+  }
+
+  byte_range range{0, f->size};
+  auto kind = requested_range(ctx, *f, range);
+  if (kind == range_kind::unsatisfiable) {
+    response res = response::text("Range Not Satisfiable\n", 416);
+    res.set_header("Content-Range", "bytes */" + std::to_string(f->size));
+    set_validators(res, m, *f);
+    co_return res;
+  }
+  unsigned status = kind == range_kind::single ? 206 : 200;
+  response res = head_for(m, *f, content_type_for(real), status, range);
+
+  // Up to one chunk: an ordinary response, framed and written like any other.
+  if (ctx.method() != verb::head && range.length <= m.opts.chunk_size) {
+    if (!read_range(f->fd, range, res.body)) co_return not_found();
+    co_return res;
+  }
+  co_return streamed(res, std::move(f->fd), range, m.opts.chunk_size);
 }
 
 template <class Register>
