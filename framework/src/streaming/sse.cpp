@@ -15,6 +15,7 @@
 #include <keel/metrics.hpp>
 #include <keel/sse.hpp>
 
+#include "core/event.hpp"
 #include "http/connection.hpp"
 #include "http/response_writer.hpp"
 #include "http/server_state.hpp"
@@ -120,7 +121,12 @@ struct sse_shared {
 class sse_state : public std::enable_shared_from_this<sse_state> {
  public:
   sse_state(executor const& e, std::size_t limit)
-      : ex(e), shared(std::make_shared<sse_shared>(e, limit)), wake_timer_(e), join_timer_(e) {}
+      : ex(e),
+        shared(std::make_shared<sse_shared>(e, limit)),
+        wake_(e),
+        heartbeat_(e),
+        progress_(e),
+        handler_ended_(e) {}
 
   bool is_open() const { return shared->open.load(); }
   bool has_room(std::size_t size) const { return shared->has_room(size); }
@@ -156,22 +162,26 @@ class sse_state : public std::enable_shared_from_this<sse_state> {
     notify();
   }
 
-  void wake() { wake_timer_.cancel(); }
-  void notify() {
-    for (auto* t : waiters_) t->cancel();
+  void wake() { wake_.notify_all(); }
+  void notify() { progress_.notify_all(); }
+
+  /// The writer's heartbeat: wake it at `due` (or earlier, then it looks again).
+  /// Moved only when `due` comes before it would ring, never per event.
+  void wake_at(clock::time_point due) {
+    if (heartbeat_at_ <= due) return;
+    heartbeat_at_ = due;
+    heartbeat_.expires_at(due);
+    heartbeat_.async_wait([weak = weak_from_this()](error_code ec) {
+      if (ec) return;  // moved earlier, or the writer ended
+      if (auto self = weak.lock()) {
+        self->heartbeat_at_ = clock::time_point::max();
+        self->wake();
+      }
+    });
   }
 
   /// Waits until the writer makes progress or the stream ends.
-  task<void> wait_progress() {
-    steady_timer t(ex, clock::time_point::max());
-    waiters_.push_back(&t);
-    struct unregister {
-      std::vector<steady_timer*>& list;
-      steady_timer* timer;
-      ~unregister() { list.erase(std::remove(list.begin(), list.end(), timer), list.end()); }
-    } guard{waiters_, &t};
-    co_await t.async_wait(tuple_task);
-  }
+  task<void> wait_progress() { co_await progress_.async_wait(tuple_task); }
 
   task<bool> write_and_wait(std::string frame) {
     while (!has_room(frame.size())) {
@@ -199,6 +209,13 @@ class sse_state : public std::enable_shared_from_this<sse_state> {
     auto last_write = clock::now();
     std::vector<std::string> batch;
     std::vector<asio::const_buffer> buffers;
+    struct stop_heartbeat {
+      sse_state& st;
+      ~stop_heartbeat() {
+        st.heartbeat_.cancel();  // the deadline ends with the writer, however it ends
+        st.heartbeat_at_ = clock::time_point::max();
+      }
+    } stop{*this};
     for (;;) {
       if (aborted) break;
       if (!queue_.empty()) {
@@ -233,8 +250,8 @@ class sse_state : public std::enable_shared_from_this<sse_state> {
         enqueue(": keep-alive\n\n");
         continue;
       }
-      wake_timer_.expires_at(due);
-      co_await wake_timer_.async_wait(tuple_task);
+      wake_at(due);
+      co_await wake_.async_wait(tuple_task);
     }
     ended_ = true;
     shared->open.store(false);
@@ -247,16 +264,13 @@ class sse_state : public std::enable_shared_from_this<sse_state> {
   }
 
   task<void> join_handler() {
-    while (!handler_done) {
-      join_timer_.expires_at(clock::time_point::max());
-      co_await join_timer_.async_wait(tuple_task);
-    }
+    while (!handler_done) co_await handler_ended_.async_wait(tuple_task);
   }
 
   void handler_finished() {
     handler_done = true;
     close();
-    join_timer_.cancel();
+    handler_ended_.notify_all();
   }
 
   bool ended() const { return ended_; }
@@ -274,9 +288,12 @@ class sse_state : public std::enable_shared_from_this<sse_state> {
   std::uint64_t enqueued_ = 0;
   std::uint64_t written_ = 0;
   bool ended_ = false;  ///< the writer has finished
-  steady_timer wake_timer_;
-  steady_timer join_timer_;
-  std::vector<steady_timer*> waiters_;
+  event wake_;  // the writer waits here for an event, the close or its heartbeat
+  steady_timer heartbeat_;  // rings wake_ when a keep-alive comment is due
+  clock::time_point heartbeat_at_ = clock::time_point::max();
+  event progress_;       // write_and_wait() and wait_closed() wait here for the writer
+  event handler_ended_;  // join_handler() waits here
+
 };
 
 bool sse_shared::push(std::string frame) {
