@@ -67,6 +67,20 @@ task<void> delayed(websocket& ws) {
   }
 }
 
+// Far more than the send queue holds, each send waiting for room: nothing is
+// refused or dropped, and the writer's "room" wake-ups pace it.
+std::atomic<int> patient_sent{0};
+task<void> patient(websocket& ws) {
+  for (int i = 0; i < 200; ++i) {
+    auto msg = std::to_string(i) + ":" + std::string(16 * 1024, 'p');
+    auto ok = co_await ws.send_wait(std::move(msg));
+    if (!ok) break;
+    patient_sent++;
+  }
+  while (co_await ws.read()) {
+  }
+}
+
 keel::local_hub hub;
 task<void> member(websocket& ws) {
   auto handle = ws.handle();
@@ -84,6 +98,7 @@ struct fixture {
     app.ws("/flood", flood);
     app.ws("/member", member);
     app.ws("/delayed", delayed);
+    app.ws("/patient", patient);
   }
 };
 
@@ -290,6 +305,23 @@ TEST_CASE("a slow consumer is closed with 1008 and its queue stays bounded", "[w
   raw.close_code();
   CHECK(metric(R"(keel_ws_dropped_total{reason="slow_consumer"})") == before + 1);
   CHECK(kt::eventually([&] { return f.app.server().stats().ws_connections_active == 0; }));
+}
+
+TEST_CASE("send_wait waits for room in the send queue and loses nothing", "[ws][limits]") {
+  auto o = test_options();
+  o.ws_send_queue = 64 * 1024;
+  fixture f(o);
+  kt::running_app run(f.app);
+  auto dropped = metric(R"(keel_ws_dropped_total{reason="slow_consumer"})");
+  patient_sent = 0;
+  ws_client c(run.port(), "/patient");
+  for (int i = 0; i < 200; ++i) {
+    auto msg = c.read();
+    REQUIRE(msg.substr(0, msg.find(':')) == std::to_string(i));
+    CHECK(msg.size() == std::to_string(i).size() + 1 + 16 * 1024);
+  }
+  CHECK(patient_sent.load() == 200);
+  CHECK(metric(R"(keel_ws_dropped_total{reason="slow_consumer"})") == dropped);
 }
 
 TEST_CASE("sends from other threads interleave with replies without corruption", "[ws][concurrency]") {

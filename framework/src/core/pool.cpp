@@ -4,11 +4,9 @@
 #include <keel/log.hpp>
 #include <keel/metrics.hpp>
 
-#include <boost/asio/any_completion_handler.hpp>
+#include "core/event.hpp"
+
 #include <boost/asio/as_tuple.hpp>
-#include <boost/asio/associated_cancellation_slot.hpp>
-#include <boost/asio/associated_executor.hpp>
-#include <boost/asio/async_result.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/error.hpp>
 #include <boost/asio/execution/outstanding_work.hpp>
@@ -21,7 +19,6 @@
 #include <algorithm>
 #include <deque>
 #include <mutex>
-#include <optional>
 #include <thread>
 #include <vector>
 
@@ -72,15 +69,15 @@ struct pool_metrics {
 
 }  // namespace
 
+// An acquire waiting in the queue. Its outcome is decided under the core's
+// mutex on whichever thread frees a resource, and `decided` is notified on the
+// waiter's own executor (posted there).
 struct pool_waiter {
-  explicit pool_waiter(executor const& e) : ex(e), timer(e) {}
+  explicit pool_waiter(executor const& e) : ex(e), decided(e), timer(e) {}
   executor ex;
-  steady_timer timer;  // on ex only
-  // Emplaced, never assigned: Boost 1.81's any_completion_handler move
-  // assignment recurses without end.
-  std::optional<asio::any_completion_handler<void(std::exception_ptr)>> handler;
-  // Under the core's mutex until the completion is posted:
-  bool attached = false;  // `handler` is set: whoever decides must post it
+  event decided;       // on ex only
+  steady_timer timer;  // on ex only: when it looks again by itself (backoff end, deadline)
+  // Under the core's mutex:
   wait_result result = wait_result::pending;
   pool_entry* entry = nullptr;  // with granted
 };
@@ -181,7 +178,7 @@ class pool_core : public std::enable_shared_from_this<pool_core> {
     w->result = r;
     w->entry = e;
     if (r == wait_result::create) ++creating;
-    if (w->attached) wake.push_back(w);
+    wake.push_back(w);
   }
 
   // Under the lock: something changed (a resource came back, a slot freed, a
@@ -214,17 +211,14 @@ class pool_core : public std::enable_shared_from_this<pool_core> {
     publish();
   }
 
-  // Resumes the waiters on their executors. Work-tracked while posting, as in
-  // offload.cpp: the io_context must not finish while this thread signals it.
+  // Tells the waiters on their executors that their outcome is decided. A
+  // waiter not waiting yet misses nothing: it looks at its outcome under the
+  // lock before it waits, on that same executor. Work-tracked while posting,
+  // as in offload.cpp: the io_context must not finish while this thread signals it.
   static void post_completions(wake_list& wake) {
     for (auto& w : wake) {
       auto ex = asio::prefer(w->ex, asio::execution::outstanding_work.tracked);
-      asio::post(ex, [w = std::move(w)]() mutable {
-        w->timer.cancel();
-        auto h = std::move(*w->handler);
-        w->handler.reset();
-        std::move(h)(nullptr);
-      });
+      asio::post(ex, [w = std::move(w)] { w->decided.notify_all(); });
     }
     wake.clear();
   }
@@ -400,68 +394,197 @@ class pool_core : public std::enable_shared_from_this<pool_core> {
 
 namespace {
 
-// Installed on a waiting acquire's cancellation slot; runs on its thread.
-struct waiter_canceller {
-  std::shared_ptr<pool_core> core;
-  pool_waiter* w;
+constexpr auto tuple_task = asio::as_tuple(use_task);
 
-  void operator()(asio::cancellation_type) const {
-    pool_core::wake_list wake;
-    {
-      std::lock_guard lock(core->m);
-      if (w->result != wait_result::pending) return;
-      auto it = std::find_if(core->waiters.begin(), core->waiters.end(),
-                             [&](auto const& p) { return p.get() == w; });
-      if (it == core->waiters.end()) return;
-      auto self = std::move(*it);
-      core->waiters.erase(it);
-      ++core->cancelled;
-      core->decide(self, wait_result::cancelled, wake);
-      core->publish();
-    }
-    pool_core::post_completions(wake);
-  }
+// What an acquire does next, as one look at the pool (or its turn in the
+// queue) decided.
+struct turn {
+  enum class step { take, granted, create, wait, look_again } what = step::look_again;
+  pool_entry* entry = nullptr;          // take, granted
+  std::shared_ptr<pool_waiter> waiter;  // wait
+  clock::time_point wake_at;            // wait: when it looks again by itself
 };
 
-// Waits for `w`'s turn: it is already queued (its outcome may even be decided).
-task<void> wait_turn(std::shared_ptr<pool_core> core, std::shared_ptr<pool_waiter> w,
-                     clock::time_point wake_at) {
-  auto init = [core, w, wake_at](auto handler) {
-    auto slot = asio::get_associated_cancellation_slot(handler);
-    pool_core::wake_list wake;
-    {
-      std::lock_guard lock(core->m);
-      w->handler.emplace(std::move(handler));
-      w->attached = true;
-      if (w->result != wait_result::pending) {
-        wake.push_back(w);
-      } else {
-        if (slot.is_connected()) slot.template emplace<waiter_canceller>(waiter_canceller{core, w.get()});
-        if (wake_at != clock::time_point::max()) {
-          w->timer.expires_at(wake_at);
-          w->timer.async_wait([core, w](boost::system::error_code) {
-            pool_core::wake_list wake;
-            {
-              std::lock_guard lock(core->m);
-              if (w->result != wait_result::pending) return;
-              auto it = std::find(core->waiters.begin(), core->waiters.end(), w);
-              if (it != core->waiters.end()) core->waiters.erase(it);
-              // The caller tells a timeout from a retry by its own deadline.
-              core->decide(w, wait_result::retry, wake);
-              core->publish();
-            }
-            pool_core::post_completions(wake);
-          });
-        }
-      }
+// One look under the lock: the most recently returned idle resource that has
+// not expired (the expired ones go), else a creation reserved (++creating)
+// when there is room and nobody queued before us, else a place in the queue.
+turn look(pool_core& c, executor const& ex, bool first_in_line, clock::time_point deadline) {
+  turn t;
+  pool_core::doomed_list doomed;
+  {
+    std::lock_guard lock(c.m);
+    if (c.closed) throw pool_closed("the pool is shutting down");
+    auto now = clock::now();
+    while (!c.idle.empty() && !t.entry) {
+      auto* cand = c.idle.back();
+      c.idle.pop_back();
+      if (c.expired(cand, now)) doomed.push_back(cand);
+      else t.entry = cand;
     }
-    pool_core::post_completions(wake);
-  };
-  co_await asio::async_initiate<use_task_t const&, void(std::exception_ptr)>(init, use_task);
+    c.count_destroyed(doomed.size());
+    if (t.entry) {
+      ++c.in_use;
+      t.what = turn::step::take;
+    } else if (c.size() < c.lim.max_size && !c.in_backoff(now) && (c.waiters.empty() || first_in_line)) {
+      ++c.creating;
+      t.what = turn::step::create;
+    } else {
+      t.what = turn::step::wait;
+      t.waiter = std::make_shared<pool_waiter>(ex);
+      if (first_in_line) c.waiters.push_front(t.waiter);
+      else c.waiters.push_back(t.waiter);
+      // Nobody wakes a waiter when a backoff ends: it looks again by itself.
+      t.wake_at = deadline;
+      if (c.size() < c.lim.max_size && c.in_backoff(now)) t.wake_at = std::min(deadline, c.next_attempt);
+    }
+    c.publish();
+  }
+  c.destroy_all(doomed);
+  return t;
+}
+
+// The waiter's own deadline passed while it was still queued: it leaves the
+// queue to look again (or to time out: the caller tells which by its deadline).
+void wake_up_by_itself(std::shared_ptr<pool_core> const& core, std::shared_ptr<pool_waiter> const& w) {
+  pool_core::wake_list wake;
+  {
+    std::lock_guard lock(core->m);
+    if (w->result != wait_result::pending) return;
+    auto it = std::find(core->waiters.begin(), core->waiters.end(), w);
+    if (it != core->waiters.end()) core->waiters.erase(it);
+    core->decide(w, wait_result::retry, wake);
+    core->publish();
+  }
+  pool_core::post_completions(wake);
+}
+
+// The waiting acquire was cancelled: it leaves the queue unless its outcome
+// was decided first (then it takes that outcome, as if woken a moment sooner).
+void give_up(pool_core& c, std::shared_ptr<pool_waiter> const& w) {
+  std::lock_guard lock(c.m);
+  if (w->result != wait_result::pending) return;
+  auto it = std::find(c.waiters.begin(), c.waiters.end(), w);
+  if (it != c.waiters.end()) c.waiters.erase(it);
+  w->result = wait_result::cancelled;
+  ++c.cancelled;
+  c.publish();
+}
+
+wait_result outcome(pool_core& c, pool_waiter const& w) {
+  std::lock_guard lock(c.m);
+  return w.result;
+}
+
+// Waits, queued, until its outcome is decided. The look at the outcome and the
+// start of the wait have no suspension between them, and the notification is
+// posted to this executor, so it cannot come before the wait.
+task<wait_result> wait_decided(std::shared_ptr<pool_core> core, std::shared_ptr<pool_waiter> w,
+                               clock::time_point wake_at) {
+  struct stop_timer {
+    steady_timer& t;
+    ~stop_timer() { t.cancel(); }
+  } stop{w->timer};
+  if (wake_at != clock::time_point::max()) {
+    w->timer.expires_at(wake_at);
+    w->timer.async_wait([core, w](boost::system::error_code ec) {
+      if (!ec) wake_up_by_itself(core, w);
+    });
+  }
+  for (;;) {
+    auto r = outcome(*core, *w);
+    if (r != wait_result::pending) co_return r;
+    auto [ec] = co_await w->decided.async_wait(tuple_task);
+    if (ec) give_up(*core, w);
+  }
+}
+
+// A queued acquire's turn: what to do next, or the reason it ends (thrown).
+task<turn> wait_turn(std::shared_ptr<pool_core> core, std::shared_ptr<pool_waiter> w, clock::time_point wake_at,
+                     clock::time_point deadline) {
+  auto& c = *core;
+  std::exception_ptr failed;
+  wait_result r = wait_result::pending;
+  try {
+    r = co_await wait_decided(core, w, wake_at);
+  } catch (...) {
+    // Cancelled before the wait began: leave the queue (or undo its outcome).
+    failed = std::current_exception();
+  }
+  if (failed) {
+    c.abandon(w);
+    std::rethrow_exception(failed);
+  }
+  turn next;
+  switch (r) {
+    case wait_result::granted:
+      next.what = turn::step::granted;
+      next.entry = std::exchange(w->entry, nullptr);
+      co_return next;
+    case wait_result::create:
+      next.what = turn::step::create;
+      co_return next;
+    case wait_result::retry:
+      if (clock::now() < deadline) co_return next;  // look_again
+      throw pool_timeout(c.timed_out());
+    case wait_result::cancelled:
+      throw boost::system::system_error(asio::error::operation_aborted);
+    case wait_result::closed:
+      throw pool_closed("the pool is shutting down");
+    default:
+      throw std::logic_error("keel::pool: waiter resumed without an outcome");
+  }
 }
 
 bool cancelled_now(asio::cancellation_state const& st) {
   return st.cancelled() != asio::cancellation_type::none;
+}
+
+// An idle resource taken: checked first when it sat idle long enough. False
+// when it failed the check (it is destroyed then).
+task<bool> passes_health_check(std::shared_ptr<pool_core> core, pool_entry* e) {
+  auto& c = *core;
+  if (!c.hooks->has_health_check() || clock::now() - e->last_used < c.lim.health_check_after) co_return true;
+  bool ok = false;
+  try {
+    ok = co_await c.hooks->healthy(e->object);
+  } catch (...) {
+    ok = false;
+  }
+  auto st = co_await asio::this_coro::cancellation_state;
+  if (cancelled_now(st)) {
+    // Our caller gave up: the check's verdict may be the cancellation's.
+    c.release(e, true, false);
+    throw boost::system::system_error(asio::error::operation_aborted);
+  }
+  if (!ok) {
+    c.health_failed(e);
+    co_return false;
+  }
+  e->last_checked = clock::now();
+  co_return true;
+}
+
+// Runs the factory for a creation reserved for this caller (++creating): the
+// new resource, or null when the factory failed (a backoff has begun).
+task<pool_entry*> create_for_caller(std::shared_ptr<pool_core> core) {
+  auto& c = *core;
+  pool_entry* made = nullptr;
+  std::exception_ptr err;
+  try {
+    void* obj = co_await c.hooks->create();
+    auto now = clock::now();
+    made = new pool_entry{obj, now, now, now};
+  } catch (...) {
+    err = std::current_exception();
+  }
+  auto st = co_await asio::this_coro::cancellation_state;
+  if (!made && cancelled_now(st)) {
+    // Our caller gave up; that is no reason to back off.
+    c.unreserve();
+    std::rethrow_exception(err);
+  }
+  if (!c.created_one(made, err, true)) throw pool_closed("the pool is shutting down");
+  co_return made;
 }
 
 }  // namespace
@@ -480,126 +603,29 @@ task<pool_entry*> pool_acquire(std::shared_ptr<pool_core> core) {
                                                           : clock::time_point::max();
   bool first_in_line = false;  // served before: a retry keeps its place
   for (;;) {
-    enum class step { take, create, wait } what = step::wait;
-    pool_entry* e = nullptr;
-    pool_core::doomed_list doomed;
-    std::shared_ptr<pool_waiter> w;
-    clock::time_point wake_at = deadline;
-    {
-      std::lock_guard lock(c.m);
-      if (c.closed) throw pool_closed("the pool is shutting down");
-      auto now = clock::now();
-      while (!c.idle.empty()) {
-        auto* cand = c.idle.back();
-        c.idle.pop_back();
-        if (c.expired(cand, now)) {
-          doomed.push_back(cand);
-          continue;
-        }
-        e = cand;
-        break;
-      }
-      c.count_destroyed(doomed.size());
-      if (e) {
-        ++c.in_use;
-        what = step::take;
-      } else if (c.size() < c.lim.max_size && !c.in_backoff(now) &&
-                 (c.waiters.empty() || first_in_line)) {
-        ++c.creating;
-        what = step::create;
-      } else {
-        w = std::make_shared<pool_waiter>(ex);
-        if (first_in_line) c.waiters.push_front(w);
-        else c.waiters.push_back(w);
-        // Nobody wakes a waiter when a backoff ends: it looks again by itself.
-        if (c.size() < c.lim.max_size && c.in_backoff(now)) wake_at = std::min(deadline, c.next_attempt);
-      }
-      c.publish();
-    }
-    c.destroy_all(doomed);
-
-    if (what == step::wait) {
-      std::exception_ptr failed;
-      try {
-        co_await wait_turn(core, w, wake_at);
-      } catch (...) {
-        // Cancelled before the wait began: leave the queue (or undo its outcome).
-        failed = std::current_exception();
-      }
-      if (failed) {
-        c.abandon(w);
-        std::rethrow_exception(failed);
-      }
-      // The completion was posted after the decision: no lock needed to read it.
-      switch (w->result) {
-        case wait_result::granted:
+    auto next = look(c, ex, first_in_line, deadline);
+    if (next.what == turn::step::wait) next = co_await wait_turn(core, next.waiter, next.wake_at, deadline);
+    switch (next.what) {
+      case turn::step::granted:  // handed over by a release: it was just in use
+        c.record_acquired(t0);
+        co_return next.entry;
+      case turn::step::take:
+        if (co_await passes_health_check(core, next.entry)) {
           c.record_acquired(t0);
-          co_return std::exchange(w->entry, nullptr);
-        case wait_result::create:
-          what = step::create;
-          break;
-        case wait_result::retry:
-          if (clock::now() < deadline) {
-            first_in_line = true;
-            continue;
-          }
-          throw pool_timeout(c.timed_out());
-        case wait_result::cancelled:
-          throw boost::system::system_error(asio::error::operation_aborted);
-        case wait_result::closed:
-          throw pool_closed("the pool is shutting down");
-        default:
-          throw std::logic_error("keel::pool: waiter resumed without an outcome");
-      }
-    }
-
-    if (what == step::take) {
-      bool check = c.hooks->has_health_check() && clock::now() - e->last_used >= c.lim.health_check_after;
-      if (check) {
-        bool ok = false;
-        try {
-          ok = co_await c.hooks->healthy(e->object);
-        } catch (...) {
-          ok = false;
+          co_return next.entry;
         }
-        auto st = co_await asio::this_coro::cancellation_state;
-        if (cancelled_now(st)) {
-          // Our caller gave up: the check's verdict may be the cancellation's.
-          c.release(e, true, false);
-          throw boost::system::system_error(asio::error::operation_aborted);
+        break;  // that one is gone: look again
+      case turn::step::create:
+        if (auto* made = co_await create_for_caller(core)) {
+          c.record_acquired(t0);
+          co_return made;
         }
-        if (!ok) {
-          c.health_failed(e);
-          continue;
-        }
-        e->last_checked = clock::now();
-      }
-      c.record_acquired(t0);
-      co_return e;
+        first_in_line = true;  // the factory failed: wait at the front for the backoff
+        break;
+      default:  // its own deadline woke it before the acquire timeout
+        first_in_line = true;
+        break;
     }
-
-    // step::create, with a slot reserved (++creating).
-    pool_entry* made = nullptr;
-    std::exception_ptr err;
-    try {
-      void* obj = co_await c.hooks->create();
-      auto now = clock::now();
-      made = new pool_entry{obj, now, now, now};
-    } catch (...) {
-      err = std::current_exception();
-    }
-    auto st = co_await asio::this_coro::cancellation_state;
-    if (!made && cancelled_now(st)) {
-      // Our caller gave up; that is no reason to back off.
-      c.unreserve();
-      std::rethrow_exception(err);
-    }
-    if (!c.created_one(made, err, true)) throw pool_closed("the pool is shutting down");
-    if (made) {
-      c.record_acquired(t0);
-      co_return made;
-    }
-    first_in_line = true;
   }
 }
 

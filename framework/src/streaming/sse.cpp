@@ -6,8 +6,8 @@
 //     is the writer: it drains the queue through the exchange, which frames
 //     and bounds each write, and writes the heartbeat when nothing else was
 //     written for a while;
-//   - the user's handler runs as its own coroutine, bound to a cancellation
-//     signal the writer emits when the stream ends;
+//   - the user's handler runs as its own coroutine in the stream's task
+//     scope, cancelled when the stream ends first;
 //   - a read on the exchange's bytes notices EOF (the client left) while the
 //     writer sleeps: an SSE client sends nothing after its request.
 // run_sse returns only after the handler did, since the handler holds the
@@ -15,13 +15,13 @@
 #include <keel/log.hpp>
 #include <keel/metrics.hpp>
 #include <keel/sse.hpp>
+#include <keel/task_scope.hpp>
 
+#include "core/event.hpp"
 #include "http/exchange.hpp"
 
 #include <boost/asio/as_tuple.hpp>
-#include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/cancellation_signal.hpp>
-#include <boost/asio/co_spawn.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/this_coro.hpp>
 
@@ -117,7 +117,11 @@ struct sse_shared {
 class sse_state : public std::enable_shared_from_this<sse_state> {
  public:
   sse_state(executor const& e, std::size_t limit)
-      : ex(e), shared(std::make_shared<sse_shared>(e, limit)), wake_timer_(e), join_timer_(e) {}
+      : ex(e),
+        shared(std::make_shared<sse_shared>(e, limit)),
+        wake_(e),
+        heartbeat_(e),
+        progress_(e) {}
 
   bool is_open() const { return shared->open.load(); }
   bool has_room(std::size_t size) const { return shared->has_room(size); }
@@ -153,22 +157,26 @@ class sse_state : public std::enable_shared_from_this<sse_state> {
     notify();
   }
 
-  void wake() { wake_timer_.cancel(); }
-  void notify() {
-    for (auto* t : waiters_) t->cancel();
+  void wake() { wake_.notify_all(); }
+  void notify() { progress_.notify_all(); }
+
+  /// The writer's heartbeat: wake it at `due` (or earlier, then it looks again).
+  /// Moved only when `due` comes before it would ring, never per event.
+  void wake_at(clock::time_point due) {
+    if (heartbeat_at_ <= due) return;
+    heartbeat_at_ = due;
+    heartbeat_.expires_at(due);
+    heartbeat_.async_wait([weak = weak_from_this()](error_code ec) {
+      if (ec) return;  // moved earlier, or the writer ended
+      if (auto self = weak.lock()) {
+        self->heartbeat_at_ = clock::time_point::max();
+        self->wake();
+      }
+    });
   }
 
   /// Waits until the writer makes progress or the stream ends.
-  task<void> wait_progress() {
-    steady_timer t(ex, clock::time_point::max());
-    waiters_.push_back(&t);
-    struct unregister {
-      std::vector<steady_timer*>& list;
-      steady_timer* timer;
-      ~unregister() { list.erase(std::remove(list.begin(), list.end(), timer), list.end()); }
-    } guard{waiters_, &t};
-    co_await t.async_wait(tuple_task);
-  }
+  task<void> wait_progress() { co_await progress_.async_wait(tuple_task); }
 
   task<bool> write_and_wait(std::string frame) {
     while (!has_room(frame.size())) {
@@ -194,6 +202,13 @@ class sse_state : public std::enable_shared_from_this<sse_state> {
     auto last_write = clock::now();
     std::vector<std::string> batch;
     std::vector<asio::const_buffer> buffers;
+    struct stop_heartbeat {
+      sse_state& st;
+      ~stop_heartbeat() {
+        st.heartbeat_.cancel();  // the deadline ends with the writer, however it ends
+        st.heartbeat_at_ = clock::time_point::max();
+      }
+    } stop{*this};
     for (;;) {
       if (aborted) break;
       if (!queue_.empty() || !x.head_written()) {
@@ -226,8 +241,8 @@ class sse_state : public std::enable_shared_from_this<sse_state> {
         enqueue(": keep-alive\n\n");
         continue;
       }
-      wake_timer_.expires_at(due);
-      co_await wake_timer_.async_wait(tuple_task);
+      wake_at(due);
+      co_await wake_.async_wait(tuple_task);
     }
     ended_ = true;
     shared->open.store(false);
@@ -239,17 +254,9 @@ class sse_state : public std::enable_shared_from_this<sse_state> {
     notify();
   }
 
-  task<void> join_handler() {
-    while (!handler_done) {
-      join_timer_.expires_at(clock::time_point::max());
-      co_await join_timer_.async_wait(tuple_task);
-    }
-  }
-
   void handler_finished() {
     handler_done = true;
     close();
-    join_timer_.cancel();
   }
 
   bool ended() const { return ended_; }
@@ -259,7 +266,8 @@ class sse_state : public std::enable_shared_from_this<sse_state> {
   bool aborted = false;  ///< nothing more can be written
   bool handler_done = false;
   std::string last_event_id;
-  asio::cancellation_signal handler_cancel;
+  /// The user's handler: cancelled when the stream ends first, joined before it returns.
+  task_scope tasks;
   std::array<char, 512> scratch{};
 
  private:
@@ -267,9 +275,11 @@ class sse_state : public std::enable_shared_from_this<sse_state> {
   std::uint64_t enqueued_ = 0;
   std::uint64_t written_ = 0;
   bool ended_ = false;  ///< the writer has finished
-  steady_timer wake_timer_;
-  steady_timer join_timer_;
-  std::vector<steady_timer*> waiters_;
+  event wake_;  // the writer waits here for an event, the close or its heartbeat
+  steady_timer heartbeat_;  // rings wake_ when a keep-alive comment is due
+  clock::time_point heartbeat_at_ = clock::time_point::max();
+  event progress_;       // write_and_wait() and wait_closed() wait here for the writer
+
 };
 
 bool sse_shared::push(std::string frame) {
@@ -358,9 +368,24 @@ response sse_head(context& ctx, sse_options const& o, response const& chain) {
   return r;
 }
 
+// The user's handler, owned by the stream's task scope, which logs what
+// escapes it with the trace id; the end of the handler ends the stream.
 task<void> run_sse_handler(std::shared_ptr<sse_state> st, context& ctx, std::shared_ptr<sse_job> job) {
+  struct finished {
+    sse_state& s;
+    ~finished() { s.handler_finished(); }
+  } on_end{*st};
   sse_stream stream(st, ctx);
-  co_await job->handler(stream);
+  try {
+    co_await job->handler(stream);
+  } catch (boost::system::system_error const& x) {
+    // The stream ended and cancelled the handler: the normal way out.
+    if (x.code() != asio::error::operation_aborted) metrics::handler_exception();
+    throw;
+  } catch (...) {
+    metrics::handler_exception();
+    throw;
+  }
 }
 
 task<void> run_sse(context& ctx, std::shared_ptr<sse_job> job, response const& chain, exchange& x) {
@@ -391,36 +416,14 @@ task<void> run_sse(context& ctx, std::shared_ptr<sse_job> job, response const& c
   if (x.draining()) st->close();
   watch_reads(x.keep_alive(), x.bytes(), st);
 
-  std::string trace_id(ctx.trace_id());
-  auto done = [st, trace_id](std::exception_ptr const& e) {
-    if (e) {
-      try {
-        std::rethrow_exception(e);
-      } catch (boost::system::system_error const& x) {
-        // The stream ended and cancelled the handler: the normal way out.
-        if (x.code() != asio::error::operation_aborted) {
-          metrics::handler_exception();
-          log::error("sse handler failed", {{"trace_id", trace_id}, {"error", x.what()}});
-        }
-      } catch (std::exception const& x) {
-        metrics::handler_exception();
-        log::error("sse handler failed", {{"trace_id", trace_id}, {"error", x.what()}});
-      } catch (...) {
-        metrics::handler_exception();
-        log::error("sse handler failed", {{"trace_id", trace_id}});
-      }
-    }
-    st->handler_finished();
-  };
-  asio::co_spawn(st->ex, run_sse_handler(st, ctx, job),
-                 asio::bind_cancellation_slot(st->handler_cancel.slot(), std::move(done)));
+  st->tasks.spawn(st->ex, run_sse_handler(st, ctx, job), "sse handler", ctx.trace_id());
 
   co_await st->write_loop(x, opts.heartbeat.value_or(ctx.settings().sse_heartbeat));
   // From here on, cleanup: a deadline (write timeout) or a forced close
   // already did its job and must not cut the join short.
   co_await asio::this_coro::reset_cancellation_state();
-  if (!st->handler_done) st->handler_cancel.emit(asio::cancellation_type::terminal);
-  co_await st->join_handler();
+  if (!st->handler_done) st->tasks.cancel();
+  co_await st->tasks.join();
   x.bytes().cancel();  // the EOF watch
   x.on_shutdown(nullptr, nullptr);
   m.active.dec();

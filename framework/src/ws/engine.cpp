@@ -70,11 +70,13 @@ ws_state::ws_state(executor e, ws_settings s)
       settings(s),
       id(next_ws_id.fetch_add(1)),
       last_rx(clock::now()),
-      wake_timer_(ex),
+      wake_(ex),
+      room_(ex),
+      heartbeat_(ex),
       write_wd_(watchdog::create(ex, s.write_timeout)),
-      inbox_timer_(ex),
-      reader_timer_(ex),
-      join_timer_(ex),
+      inbox_filled_(ex),
+      reader_wake_(ex),
+      side_ended_(ex),
       close_timer_(ex) {}
 
 bool ws_state::send(std::shared_ptr<std::string const> data, bool binary) {
@@ -108,7 +110,28 @@ void ws_state::enqueue(outbound m) {
   wake();
 }
 
-void ws_state::wake() { wake_timer_.cancel(); }
+void ws_state::wake() { wake_.notify_all(); }
+
+void ws_state::wake_at(clock::time_point due) {
+  if (heartbeat_at_ <= due) return;  // it rings in time, or early and the writer looks again
+  heartbeat_at_ = due;
+  heartbeat_.expires_at(due);
+  heartbeat_.async_wait([weak = weak_from_this()](error_code ec) {
+    if (ec) return;  // moved earlier, or the writer ended
+    if (auto self = weak.lock()) {
+      self->heartbeat_at_ = clock::time_point::max();
+      self->wake();
+    }
+  });
+}
+
+task<bool> ws_state::send_when_room(std::shared_ptr<std::string const> data, bool binary) {
+  for (;;) {
+    if (!open.load()) co_return false;
+    if (has_room(data->size())) co_return send(std::move(data), binary);
+    co_await room_.async_wait(use_task);
+  }
+}
 
 void ws_state::overflow() {
   if (slow_ || !open.load()) return;
@@ -183,6 +206,7 @@ task<void> ws_session<NextLayer>::writer() {
       if (settings.counted) metrics::ws_message_dropped(queue_.size());
       queue_.clear();
       queued_bytes_.store(0);
+      room_.notify_all();
       websocket_ns::close_reason why(websocket_ns::close_code::policy_error, "send queue overflow");
       co_await close_within(why, std::chrono::seconds(1));
       abort();
@@ -196,6 +220,7 @@ task<void> ws_session<NextLayer>::writer() {
       auto [ec, n] = co_await stream.async_write(asio::buffer(*m.data), guarded());
       write_wd_->disarm();
       queued_bytes_.fetch_sub(m.data->size(), std::memory_order_relaxed);
+      room_.notify_all();
       if (ec) {
         if (settings.counted) metrics::ws_message_dropped(1 + queue_.size());
         abort();
@@ -236,23 +261,27 @@ task<void> ws_session<NextLayer>::writer() {
       }
       continue;
     }
-    wake_timer_.expires_at(due);
-    co_await wake_timer_.async_wait(tuple_task);
+    wake_at(due);
+    co_await wake_.async_wait(tuple_task);
   }
 }
 
 void ws_state::writer_ended() {
   write_wd_->stop();
   writer_done_ = true;
-  reader_timer_.cancel();  // a reader that left the close to us reports it now
-  join_timer_.cancel();
+  heartbeat_.cancel();  // no more pings: the deadline ends with the writer
+  heartbeat_at_ = clock::time_point::max();
+  room_.notify_all();
+  reader_wake_.notify_all();  // a reader that left the close to us reports it now
+  side_ended_.notify_all();
 }
 
 void ws_state::reader_ended() {
   reader_done_ = true;
-  inbox_timer_.cancel();
+  inbox_filled_.notify_all();
   wake();  // the writer has nothing left to wait for
-  join_timer_.cancel();
+  room_.notify_all();  // the session is closed now: send_when_room() answers false
+  side_ended_.notify_all();
 }
 
 namespace {
@@ -284,10 +313,7 @@ void ws_state::start(std::string_view trace_id) {
 task<void> ws_state::join_writer() {
   writer_stop_ = true;
   wake();
-  while (!writer_done_) {
-    join_timer_.expires_at(clock::time_point::max());
-    co_await join_timer_.async_wait(tuple_task);
-  }
+  while (!writer_done_) co_await side_ended_.async_wait(tuple_task);
 }
 
 void ws_state::ping_pong_seen() { ping_outstanding_ = false; }
@@ -310,8 +336,7 @@ task<void> ws_session<NextLayer>::reader() {
     // in the heartbeat's eyes because it has been sending.
     if (inbox_.size() >= 64 || inbox_bytes_ >= std::max<std::size_t>(settings.max_message, 64 * 1024)) {
       last_rx = clock::now();
-      reader_timer_.expires_at(clock::time_point::max());
-      co_await reader_timer_.async_wait(tuple_task);
+      co_await reader_wake_.async_wait(tuple_task);
       if (!open.load()) break;
       continue;
     }
@@ -320,10 +345,7 @@ task<void> ws_session<NextLayer>::reader() {
       // A read started now can find that frame already buffered behind the
       // last message and then never complete (boostorg/beast#2647), so the
       // reader leaves the rest to the close and reports its outcome.
-      while (!writer_done_) {
-        reader_timer_.expires_at(clock::time_point::max());
-        co_await reader_timer_.async_wait(tuple_task);
-      }
+      while (!writer_done_) co_await reader_wake_.async_wait(tuple_task);
       open.store(false);
       peer_close_code = stream.reason().code;
       auto const& why = stream.reason().reason;
@@ -366,7 +388,7 @@ task<void> ws_session<NextLayer>::reader() {
     }
     inbox_bytes_ += m.data.size();
     inbox_.push_back(std::move(m));
-    inbox_timer_.cancel();
+    inbox_filled_.notify_all();
   }
 }
 
@@ -376,7 +398,7 @@ task<ws_message> ws_state::next_message() {
       auto m = std::move(inbox_.front());
       inbox_.pop_front();
       inbox_bytes_ -= m.data.size();
-      reader_timer_.cancel();
+      reader_wake_.notify_all();
       co_return m;
     }
     if (reader_done_) {
@@ -385,26 +407,19 @@ task<ws_message> ws_state::next_message() {
       closed.close_reason = peer_close_reason;
       co_return closed;
     }
-    inbox_timer_.expires_at(clock::time_point::max());
     // Woken by the reader; a drain-timeout abort ends the reader too.
-    co_await inbox_timer_.async_wait(tuple_task);
+    co_await inbox_filled_.async_wait(tuple_task);
   }
 }
 
 task<void> ws_state::wait_ended() {
-  while (!reader_done_ && !writer_done_) {
-    join_timer_.expires_at(clock::time_point::max());
-    co_await join_timer_.async_wait(tuple_task);
-  }
+  while (!reader_done_ && !writer_done_) co_await side_ended_.async_wait(tuple_task);
 }
 
 task<void> ws_state::join_reader() {
   abort();
-  reader_timer_.cancel();
-  while (!reader_done_) {
-    join_timer_.expires_at(clock::time_point::max());
-    co_await join_timer_.async_wait(tuple_task);
-  }
+  reader_wake_.notify_all();
+  while (!reader_done_) co_await side_ended_.async_wait(tuple_task);
 }
 
 template class ws_session<tcp_socket>;
@@ -446,14 +461,10 @@ task<bool> websocket::send_wait(std::string data, bool binary) {
   auto shared = std::make_shared<std::string const>(std::move(data));
   // Made valid before it is measured against the room left in the queue.
   if (!binary) shared = detail::valid_text(shared);
-  steady_timer t(co_await asio::this_coro::executor);
-  for (;;) {
-    if (!state_->open.load()) co_return false;
-    if (state_->has_room(shared->size())) co_return state_->send(shared, binary);
-    // The writer drains in its own time; look again shortly.
-    t.expires_after(std::chrono::milliseconds(1));
-    co_await t.async_wait(use_task);
-  }
+  auto waiting = state_->send_when_room(std::move(shared), binary);
+  // The writer signals room on the session's thread; a caller elsewhere waits there.
+  if (!state_->ex.running_in_this_thread()) co_return co_await asio::co_spawn(state_->ex, std::move(waiting), use_task);
+  co_return co_await std::move(waiting);
 }
 
 task<void> websocket::close(std::uint16_t code, std::string reason) {

@@ -15,6 +15,7 @@
 #include <keel/timeout.hpp>
 #include <keel/ws.hpp>
 
+#include "core/event.hpp"
 #include "core/fifo.hpp"
 #include "http/byte_stream.hpp"
 
@@ -71,6 +72,9 @@ class ws_state : public std::enable_shared_from_this<ws_state> {
     auto q = queued_bytes_.load(std::memory_order_relaxed);
     return q == 0 || q + size <= settings.send_queue;
   }
+  /// This thread: queues a message once it fits the send queue (text already
+  /// made valid UTF-8), waiting for the writer to make room; false once closed.
+  task<bool> send_when_room(std::shared_ptr<std::string const> data, bool binary);
 
   /// The writer coroutine: queue, pings, close. Spawned once by the session.
   virtual task<void> writer() = 0;
@@ -116,11 +120,19 @@ class ws_state : public std::enable_shared_from_this<ws_state> {
   };
   void enqueue(outbound m);
   void wake();
+  /// The writer's heartbeat: wake the writer at `due` (or earlier).
+  void wake_at(clock::time_point due);
   void overflow();
 
   fifo<outbound> queue_;
   std::atomic<std::size_t> queued_bytes_{0};
-  steady_timer wake_timer_;
+  event wake_;  // the writer waits here for a message, a close or its heartbeat
+  event room_;  // send_when_room() waits here: the writer took a message off, or ended
+  // Rings wake_ when the next ping (or a pong's deadline) is due. Moved only
+  // when that comes earlier than it would ring, never per message: ringing
+  // early costs the writer one look at the clock.
+  steady_timer heartbeat_;
+  clock::time_point heartbeat_at_ = clock::time_point::max();
   std::shared_ptr<watchdog> write_wd_;
   bool close_requested_ = false;
   std::uint16_t close_code_ = 1000;
@@ -132,10 +144,10 @@ class ws_state : public std::enable_shared_from_this<ws_state> {
   bool reader_done_ = false;
   fifo<ws_message> inbox_;
   std::size_t inbox_bytes_ = 0;
-  steady_timer inbox_timer_;   // the handler waits here for a message
-  steady_timer reader_timer_;  // the reader waits here while the inbox is full
+  event inbox_filled_;  // the handler waits here for a message or the reader's end
+  event reader_wake_;   // the reader waits here while the inbox is full, or for the writer's end
   bool writer_stop_ = false;
-  steady_timer join_timer_;
+  event side_ended_;  // the writer or the reader ended
   steady_timer close_timer_;  // bounds the closing handshake (see close_within)
   bool close_expired_ = false;
 };

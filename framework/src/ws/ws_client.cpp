@@ -6,6 +6,7 @@
 #include <keel/timeout.hpp>
 #include <keel/ws_client.hpp>
 
+#include "core/event.hpp"
 #include "ws/engine.hpp"
 
 #include <boost/asio/as_tuple.hpp>
@@ -76,14 +77,11 @@ class ws_client_impl : public std::enable_shared_from_this<ws_client_impl> {
         opts(std::move(o)),
         resolver_(e),
         sleep_timer_(e),
-        change_timer_(e),
+        changed_(e),
         close_timer_(e),
         wd_(watchdog::create(e, opts.connect_timeout)) {
     parse(url);
     if (tls_) tls_ctx_ = client_tls_context(opts.ca_file);
-    // Waiters only wait; cancel() wakes them all and leaves the expiry alone,
-    // so two waiters never cancel each other.
-    change_timer_.expires_at(clock::time_point::max());
   }
 
   task<void> run();
@@ -103,7 +101,7 @@ class ws_client_impl : public std::enable_shared_from_this<ws_client_impl> {
   void parse(std::string_view url);
   void set_state(ws_client_state s) {
     state.store(s);
-    change_timer_.cancel();
+    changed_.notify_all();
   }
   std::shared_ptr<ws_state> current() {
     std::lock_guard lock(mu_);
@@ -120,7 +118,7 @@ class ws_client_impl : public std::enable_shared_from_this<ws_client_impl> {
   std::shared_ptr<asio::ssl::context> tls_ctx_;  // wss:// only
   resolver resolver_;
   steady_timer sleep_timer_;   // the backoff sleep, cut short by stop()
-  steady_timer change_timer_;  // wakes wait_state() and read() on changes
+  event changed_;              // wakes wait_state() and read() on changes
   steady_timer close_timer_;   // bounds close(): past close_timeout the connection is cut
   std::shared_ptr<watchdog> wd_;  // the connect_timeout deadline
   std::atomic<bool> stopping_{false};
@@ -273,7 +271,7 @@ task<bool> ws_client_impl::serve(std::shared_ptr<ws_state> s) {
     std::lock_guard lock(mu_);
     session_ = s;
   }
-  change_timer_.cancel();  // read() moves on to this connection
+  changed_.notify_all();  // read() moves on to this connection
   bool ok = true;
   if (hook) {
     try {
@@ -319,7 +317,7 @@ task<ws_message> ws_client_impl::read() {
       none.close_code = bws::close_code::abnormal;
       co_return none;
     }
-    co_await change_timer_.async_wait(tuple_task);
+    co_await changed_.async_wait(tuple_task);
   }
 }
 
@@ -370,7 +368,7 @@ task<void> ws_client_impl::close(std::uint16_t code, std::string reason) {
 }
 
 task<ws_client_state> ws_client_impl::wait_state(ws_client_state seen) {
-  while (state.load() == seen) co_await change_timer_.async_wait(tuple_task);
+  while (state.load() == seen) co_await changed_.async_wait(tuple_task);
   co_return state.load();
 }
 
