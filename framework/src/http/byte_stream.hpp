@@ -155,12 +155,12 @@ class byte_stream {
   void complete_with(task<io_result> op, Handler handler) {
     auto ex = other_->get_executor();
     auto handler_ex = asio::get_associated_executor(handler, ex);
-    asio::co_spawn(ex, std::move(op),
-                   asio::bind_executor(handler_ex, [h = std::move(handler)](std::exception_ptr e, io_result r) mutable {
-                     auto [ec, n] = r;
-                     if (e) ec = asio::error::operation_aborted;  // the transport failed this operation
-                     std::move(h)(ec, n);
-                   }));
+    auto done = [h = std::move(handler)](std::exception_ptr const& e, io_result r) mutable {
+      auto [ec, n] = r;
+      if (e) ec = asio::error::operation_aborted;  // the transport failed this operation
+      std::move(h)(ec, n);
+    };
+    asio::co_spawn(ex, std::move(op), asio::bind_executor(handler_ex, std::move(done)));
   }
 
   kind kind_;

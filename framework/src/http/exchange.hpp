@@ -60,7 +60,8 @@ class exchange {
   // --- A response whose body follows as it is produced.
   /// The head to send: the response as the middleware chain left it (its
   /// body ignored). `length` when the body's size is known; `ends_exchange`
-  /// when the body runs until the exchange ends (Server-Sent Events).
+  /// when the exchange ends with this body (Server-Sent Events, whose body
+  /// runs until then; a failure's answer).
   virtual void begin_body(response const& head, std::optional<std::uint64_t> length, bool ends_exchange) = 0;
   /// False when the response has no body (HEAD, 1xx, 204, 304): writes then send only the head.
   virtual bool body_allowed() const = 0;
@@ -93,5 +94,18 @@ class exchange {
   /// WebSocket connections are counted apart from HTTP ones.
   virtual void count_websocket(int delta) = 0;
 };
+
+/// exchange::on_shutdown for a takeover held by `weak`: `drain` and `abort`
+/// run on it while it lives, and not after.
+template <class T>
+void on_shutdown_of(exchange& x, std::weak_ptr<T> weak, void (T::*drain)(), void (T::*abort)()) {
+  x.on_shutdown(
+      [weak, drain] {
+        if (auto t = weak.lock()) (t.get()->*drain)();
+      },
+      [weak, abort] {
+        if (auto t = weak.lock()) (t.get()->*abort)();
+      });
+}
 
 }  // namespace keel::detail

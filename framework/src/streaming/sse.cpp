@@ -17,6 +17,7 @@
 #include <keel/sse.hpp>
 #include <keel/task_scope.hpp>
 
+#include "core/alarm.hpp"
 #include "core/event.hpp"
 #include "http/exchange.hpp"
 
@@ -120,7 +121,7 @@ class sse_state : public std::enable_shared_from_this<sse_state> {
       : ex(e),
         shared(std::make_shared<sse_shared>(e, limit)),
         wake_(e),
-        heartbeat_(e),
+        heartbeat_(e, wake_),
         progress_(e) {}
 
   bool is_open() const { return shared->open.load(); }
@@ -160,21 +161,6 @@ class sse_state : public std::enable_shared_from_this<sse_state> {
   void wake() { wake_.notify_all(); }
   void notify() { progress_.notify_all(); }
 
-  /// The writer's heartbeat: wake it at `due` (or earlier, then it looks again).
-  /// Moved only when `due` comes before it would ring, never per event.
-  void wake_at(clock::time_point due) {
-    if (heartbeat_at_ <= due) return;
-    heartbeat_at_ = due;
-    heartbeat_.expires_at(due);
-    heartbeat_.async_wait([weak = weak_from_this()](error_code ec) {
-      if (ec) return;  // moved earlier, or the writer ended
-      if (auto self = weak.lock()) {
-        self->heartbeat_at_ = clock::time_point::max();
-        self->wake();
-      }
-    });
-  }
-
   /// Waits until the writer makes progress or the stream ends.
   task<void> wait_progress() { co_await progress_.async_wait(tuple_task); }
 
@@ -205,8 +191,7 @@ class sse_state : public std::enable_shared_from_this<sse_state> {
     struct stop_heartbeat {
       sse_state& st;
       ~stop_heartbeat() {
-        st.heartbeat_.cancel();  // the deadline ends with the writer, however it ends
-        st.heartbeat_at_ = clock::time_point::max();
+        st.heartbeat_.stop();  // the deadline ends with the writer, however it ends
       }
     } stop{*this};
     for (;;) {
@@ -241,7 +226,7 @@ class sse_state : public std::enable_shared_from_this<sse_state> {
         enqueue(": keep-alive\n\n");
         continue;
       }
-      wake_at(due);
+      heartbeat_.ring_at(due);
       co_await wake_.async_wait(tuple_task);
     }
     ended_ = true;
@@ -276,8 +261,7 @@ class sse_state : public std::enable_shared_from_this<sse_state> {
   std::uint64_t written_ = 0;
   bool ended_ = false;  ///< the writer has finished
   event wake_;  // the writer waits here for an event, the close or its heartbeat
-  steady_timer heartbeat_;  // rings wake_ when a keep-alive comment is due
-  clock::time_point heartbeat_at_ = clock::time_point::max();
+  alarm heartbeat_;  // rings wake_ when a keep-alive comment is due
   event progress_;       // write_and_wait() and wait_closed() wait here for the writer
 
 };
@@ -406,13 +390,7 @@ task<void> run_sse(context& ctx, std::shared_ptr<sse_job> job, response const& c
   auto& m = sse_metrics::get();
   m.active.inc();
   std::weak_ptr<sse_state> weak = st;
-  x.on_shutdown(
-      [weak] {
-        if (auto s = weak.lock()) s->close();
-      },
-      [weak] {
-        if (auto s = weak.lock()) s->abort();
-      });
+  on_shutdown_of(x, weak, &sse_state::close, &sse_state::abort);
   if (x.draining()) st->close();
   watch_reads(x.keep_alive(), x.bytes(), st);
 

@@ -72,7 +72,7 @@ ws_state::ws_state(executor e, ws_settings s)
       last_rx(clock::now()),
       wake_(ex),
       room_(ex),
-      heartbeat_(ex),
+      heartbeat_(ex, wake_),
       write_wd_(watchdog::create(ex, s.write_timeout)),
       inbox_filled_(ex),
       reader_wake_(ex),
@@ -111,19 +111,6 @@ void ws_state::enqueue(outbound m) {
 }
 
 void ws_state::wake() { wake_.notify_all(); }
-
-void ws_state::wake_at(clock::time_point due) {
-  if (heartbeat_at_ <= due) return;  // it rings in time, or early and the writer looks again
-  heartbeat_at_ = due;
-  heartbeat_.expires_at(due);
-  heartbeat_.async_wait([weak = weak_from_this()](error_code ec) {
-    if (ec) return;  // moved earlier, or the writer ended
-    if (auto self = weak.lock()) {
-      self->heartbeat_at_ = clock::time_point::max();
-      self->wake();
-    }
-  });
-}
 
 task<bool> ws_state::send_when_room(std::shared_ptr<std::string const> data, bool binary) {
   for (;;) {
@@ -261,7 +248,7 @@ task<void> ws_session<NextLayer>::writer() {
       }
       continue;
     }
-    wake_at(due);
+    heartbeat_.ring_at(due);
     co_await wake_.async_wait(tuple_task);
   }
 }
@@ -269,8 +256,7 @@ task<void> ws_session<NextLayer>::writer() {
 void ws_state::writer_ended() {
   write_wd_->stop();
   writer_done_ = true;
-  heartbeat_.cancel();  // no more pings: the deadline ends with the writer
-  heartbeat_at_ = clock::time_point::max();
+  heartbeat_.stop();  // no more pings: the deadline ends with the writer
   room_.notify_all();
   reader_wake_.notify_all();  // a reader that left the close to us reports it now
   side_ended_.notify_all();

@@ -15,6 +15,7 @@
 #include <keel/timeout.hpp>
 #include <keel/ws.hpp>
 
+#include "core/alarm.hpp"
 #include "core/event.hpp"
 #include "core/fifo.hpp"
 #include "http/byte_stream.hpp"
@@ -121,7 +122,6 @@ class ws_state : public std::enable_shared_from_this<ws_state> {
   void enqueue(outbound m);
   void wake();
   /// The writer's heartbeat: wake the writer at `due` (or earlier).
-  void wake_at(clock::time_point due);
   void overflow();
 
   fifo<outbound> queue_;
@@ -131,8 +131,7 @@ class ws_state : public std::enable_shared_from_this<ws_state> {
   // Rings wake_ when the next ping (or a pong's deadline) is due. Moved only
   // when that comes earlier than it would ring, never per message: ringing
   // early costs the writer one look at the clock.
-  steady_timer heartbeat_;
-  clock::time_point heartbeat_at_ = clock::time_point::max();
+  alarm heartbeat_;
   std::shared_ptr<watchdog> write_wd_;
   bool close_requested_ = false;
   std::uint16_t close_code_ = 1000;

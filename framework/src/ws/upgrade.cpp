@@ -4,25 +4,18 @@
 #include <keel/context.hpp>
 #include <keel/log.hpp>
 #include <keel/metrics.hpp>
-#include <keel/utf8.hpp>
 #include <keel/ws.hpp>
 
 #include "http/exchange.hpp"
 #include "ws/engine.hpp"
 
 #include <boost/asio/as_tuple.hpp>
-#include <boost/asio/bind_cancellation_slot.hpp>
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/post.hpp>
 #include <boost/asio/this_coro.hpp>
-#include <boost/beast/core/buffers_to_string.hpp>
 #include <boost/beast/core/string.hpp>
 #include <boost/beast/http/empty_body.hpp>
 #include <boost/beast/http/message.hpp>
-#include <boost/beast/websocket/error.hpp>
 #include <boost/beast/websocket/rfc6455.hpp>
 
-#include <atomic>
 #include <tuple>
 
 namespace keel {
@@ -141,13 +134,7 @@ task<void> run_ws(context& ctx, std::shared_ptr<ws_route> route, std::string sub
   stream.set_option(websocket_ns::stream_base::decorator([](websocket_ns::response_type&) {}));
   x.count_websocket(1);
   std::weak_ptr<ws_state> weak = state;
-  x.on_shutdown(
-      [weak] {
-        if (auto st = weak.lock()) st->drain();
-      },
-      [weak] {
-        if (auto st = weak.lock()) st->abort();
-      });
+  on_shutdown_of(x, weak, &ws_state::drain, &ws_state::abort);
   if (x.draining()) state->drain();
   // Both are joined below, before the session ends.
   state->start(ctx.trace_id());
