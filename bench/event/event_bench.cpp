@@ -21,7 +21,6 @@
 
 using namespace keel;
 using boost::system::error_code;
-constexpr auto tuple_task = asio::as_tuple(use_task);
 
 struct via_event {
   detail::event ev;

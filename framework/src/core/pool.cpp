@@ -394,7 +394,6 @@ class pool_core : public std::enable_shared_from_this<pool_core> {
 
 namespace {
 
-constexpr auto tuple_task = asio::as_tuple(use_task);
 
 // What an acquire does next, as one look at the pool (or its turn in the
 // queue) decided.

@@ -32,8 +32,6 @@ namespace keel::detail {
 
 namespace http = boost::beast::http;
 using boost::system::error_code;
-using tuple_task_t = asio::as_tuple_t<use_task_t>;
-constexpr tuple_task_t tuple_task{};
 
 #ifndef KEEL_SESSION_TLS_UNIT  // session_tls.cpp: the TLS instantiation only
 connection::connection(tcp_socket s, server_state& srv, io_thread& t)

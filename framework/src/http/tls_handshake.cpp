@@ -16,7 +16,6 @@
 namespace keel::detail {
 
 namespace {
-constexpr auto tuple_task = asio::as_tuple(use_task);
 // How long a closing connection waits for the peer's close_notify: enough for
 // a client that is closing too, short enough that an idle keep-alive peer,
 // which will not answer until it next reads, does not hold a drain up.

@@ -38,7 +38,6 @@ using boost::system::error_code;
 
 namespace {
 
-constexpr auto tuple_task = asio::as_tuple(use_task);
 
 struct sse_metrics {
   metrics::gauge& active = metrics::global().add_gauge("keel_sse_streams_active", "Open Server-Sent Events streams.");

@@ -35,7 +35,6 @@ namespace detail {
 
 namespace {
 std::atomic<std::uint64_t> next_ws_id{1};
-constexpr auto tuple_task = asio::as_tuple(use_task);
 
 // A close reason is UTF-8 too, in at most 123 bytes (RFC 6455 §5.5.1): longer
 // is cut at a character boundary, as Beast would throw on it.

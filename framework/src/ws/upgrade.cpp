@@ -28,7 +28,6 @@ namespace detail {
 
 namespace {
 
-constexpr auto tuple_task = asio::as_tuple(use_task);
 
 struct ws_route {
   ws_handler handler;

@@ -44,7 +44,6 @@ char const* to_string(ws_client_state s) {
 namespace detail {
 
 namespace {
-constexpr auto tuple_task = asio::as_tuple(use_task);
 using resolver = asio::ip::basic_resolver<asio::ip::tcp, executor>;
 
 // What a wss:// session's stream runs on: the socket, and the TLS context
