@@ -15,6 +15,7 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/experimental/channel.hpp>
 #include <boost/asio/post.hpp>
 
 #include <atomic>
@@ -34,6 +35,11 @@ using boost::system::error_code;
 namespace {
 
 constexpr auto as_tuple_task = asio::as_tuple(use_task);
+// A wake-up for one coroutine on the hub thread: a one-slot channel. try_send
+// wakes the receiver, or is kept for its next wait (a full slot coalesces);
+// close() ends the current wait and every later one. Not a timer parked at
+// time_point::max() and cancelled: a timer here is only ever a deadline.
+using wake_channel = asio::experimental::channel<executor, void(error_code)>;
 // Envelope: "k1 <origin> <seq> <publish time, µs since the epoch>\n<message>".
 constexpr std::string_view envelope_tag = "k1 ";
 
@@ -120,8 +126,8 @@ struct redis_hub::impl : std::enable_shared_from_this<impl> {
       : opts(std::move(o)),
         id(opts.instance_id.empty() ? random_id() : opts.instance_id),
         m(hub_metrics::get()),
-        pub_wake(ioc.get_executor()),
-        sub_wake(ioc.get_executor()),
+        pub_wake(ioc.get_executor(), 1),
+        sub_wake(ioc.get_executor(), 1),
         pub_conn(ioc.get_executor()),
         sub_conn(ioc.get_executor()) {
     auto& reg = metrics::global();
@@ -161,8 +167,8 @@ struct redis_hub::impl : std::enable_shared_from_this<impl> {
   clock::time_point sub_last_ping{};  ///< hub thread
 
   // Hub thread only.
-  steady_timer pub_wake;
-  steady_timer sub_wake;
+  wake_channel pub_wake;
+  wake_channel sub_wake;
   redis_connection pub_conn;
   redis_connection sub_conn;
   std::set<std::string> subscribed;
@@ -191,8 +197,8 @@ struct redis_hub::impl : std::enable_shared_from_this<impl> {
     if (!thread.joinable()) return;
     stopping = true;
     asio::post(ioc, [this] {
-      pub_wake.cancel();
-      sub_wake.cancel();
+      pub_wake.close();
+      sub_wake.close();
       pub_conn.close();
       sub_conn.close();
     });
@@ -202,25 +208,25 @@ struct redis_hub::impl : std::enable_shared_from_this<impl> {
   // --- waiting ---------------------------------------------------------------
 
   /// Sleeps until `deadline`, or until stop(); other wake-ups are ignored.
-  task<void> pause(steady_timer& t, clock::time_point deadline) {
+  task<void> pause(wake_channel& w, clock::time_point deadline) {
+    steady_timer t(ioc.get_executor(), deadline);
     while (!stopping && clock::now() < deadline) {
-      t.expires_at(deadline);
-      co_await t.async_wait(as_tuple_task);
+      co_await (t.async_wait(as_tuple_task) || w.async_receive(as_tuple_task));
     }
   }
 
-  /// Sleeps until woken (cancel()) or stop().
-  task<void> wait_woken(steady_timer& t) {
-    t.expires_at(clock::time_point::max());
-    co_await t.async_wait(as_tuple_task);
-  }
+  /// Sleeps until woken (wake()) or stop().
+  task<void> wait_woken(wake_channel& w) { co_await w.async_receive(as_tuple_task); }
+
+  /// Hub thread: wakes `w`'s coroutine now or at its next wait (coalesced).
+  static void wake(wake_channel& w) { w.try_send(error_code{}); }
 
   void wake_subscriber() {
     if (sub_wake_posted.exchange(true)) return;
     asio::post(ioc, [this] {
       sub_wake_posted = false;
       sub_dirty = true;
-      sub_wake.cancel();
+      wake(sub_wake);
     });
   }
 
@@ -254,7 +260,7 @@ struct redis_hub::impl : std::enable_shared_from_this<impl> {
               std::lock_guard l(mutex);
               pub_wake_posted = false;
             }
-            pub_wake.cancel();
+            wake(pub_wake);
           });
         }
       }
@@ -405,9 +411,9 @@ struct redis_hub::impl : std::enable_shared_from_this<impl> {
   }
 
   /// Sleeps until `deadline`, a wake-up or stop().
-  task<void> pause_or_wake(steady_timer& t, clock::time_point deadline) {
-    t.expires_at(deadline);
-    co_await t.async_wait(as_tuple_task);
+  task<void> pause_or_wake(wake_channel& w, clock::time_point deadline) {
+    steady_timer t(ioc.get_executor(), deadline);
+    co_await (t.async_wait(as_tuple_task) || w.async_receive(as_tuple_task));
   }
 
   task<void> sub_reader() {

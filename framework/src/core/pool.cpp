@@ -133,6 +133,9 @@ class pool_core : public std::enable_shared_from_this<pool_core> {
   pool_metrics met;
   // The housekeeping loop, owned here: the pool's end cancels it.
   task_scope tasks;
+  // pool_shutdown's waiters, told (a notify posted to their executors) when,
+  // after close(), the last lease or creation ends.
+  std::vector<std::shared_ptr<pool_waiter>> drain_waiters;
 
   // Completions decided under the lock, posted after it.
   using wake_list = std::vector<std::shared_ptr<pool_waiter>>;
@@ -208,7 +211,16 @@ class pool_core : public std::enable_shared_from_this<pool_core> {
       }
       break;
     }
+    note_drained(wake);
     publish();
+  }
+
+  // Under the lock: a lease or creation may have ended (any thread). Once the
+  // pool is closed and none is left, pool_shutdown's waiters are told.
+  void note_drained(wake_list& wake) {
+    if (!closed || in_use + creating != 0 || drain_waiters.empty()) return;
+    for (auto& w : drain_waiters) wake.push_back(std::move(w));
+    drain_waiters.clear();
   }
 
   // Tells the waiters on their executors that their outcome is decided. A
@@ -654,19 +666,38 @@ pool_stats pool_get_stats(pool_core const& c) {
 
 void pool_close(pool_core& core) noexcept { core.close(); }
 
+// Waits for the last lease to end, not by looking every few milliseconds: the
+// release (on any thread) that leaves none out posts a notify to this
+// executor (note_drained). The grace period's end notifies the same event.
 task<std::size_t> pool_shutdown(std::shared_ptr<pool_core> core, std::chrono::milliseconds grace) {
   core->close();
-  steady_timer timer(co_await asio::this_coro::executor);
+  auto w = std::make_shared<pool_waiter>(co_await asio::this_coro::executor);
   auto until = clock::now() + grace;
+  struct leave {
+    pool_core& c;
+    std::shared_ptr<pool_waiter> const& w;
+    ~leave() {
+      w->timer.cancel();
+      std::lock_guard lock(c.m);
+      std::erase(c.drain_waiters, w);
+    }
+  } done{*core, w};
+  w->timer.expires_at(until);
+  w->timer.async_wait([w](boost::system::error_code ec) {
+    if (!ec) w->decided.notify_all();
+  });
   for (;;) {
     std::size_t out;
     {
       std::lock_guard lock(core->m);
       out = core->in_use + core->creating;
+      if (out != 0 && std::find(core->drain_waiters.begin(), core->drain_waiters.end(), w) ==
+                          core->drain_waiters.end())
+        core->drain_waiters.push_back(w);
     }
     if (out == 0 || clock::now() >= until) co_return out;
-    timer.expires_after(std::chrono::milliseconds(5));
-    co_await timer.async_wait(use_task);
+    auto [ec] = co_await w->decided.async_wait(tuple_task);
+    if (ec) throw boost::system::system_error(ec);
   }
 }
 
@@ -736,8 +767,13 @@ task<void> housekeep_once(std::shared_ptr<pool_core> core) {
     c.created_one(made, err, false);
     if (!made) {
       // The failure set a backoff: the rest waits for the next look.
-      std::lock_guard lock(c.m);
-      c.creating -= to_create - i - 1;
+      pool_core::wake_list wake;
+      {
+        std::lock_guard lock(c.m);
+        c.creating -= to_create - i - 1;
+        c.note_drained(wake);
+      }
+      pool_core::post_completions(wake);
       break;
     }
   }
