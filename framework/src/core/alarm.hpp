@@ -18,10 +18,7 @@ namespace keel::detail {
 class alarm {
  public:
   alarm(executor const& ex, event& bell) : state_(std::make_shared<state>(ex, bell)) {}
-  ~alarm() {
-    state_->gone = true;  // a ring already on its way must not reach the event
-    state_->timer.cancel();
-  }
+  ~alarm() = default;
   alarm(alarm const&) = delete;
   alarm& operator=(alarm const&) = delete;
 
@@ -31,8 +28,13 @@ class alarm {
     if (s.due <= due) return;
     s.due = due;
     s.timer.expires_at(due);
-    s.timer.async_wait([st = state_](boost::system::error_code ec) {
-      if (ec || st->gone) return;  // moved earlier, stopped, or its owner is gone
+    // The wait holds no strong reference: the timer must never be destroyed
+    // by its own handler (an io_context that is torn down with the handler
+    // still queued would destroy the timer inside its shutdown).
+    s.timer.async_wait([weak = std::weak_ptr<state>(state_)](boost::system::error_code ec) {
+      if (ec) return;  // moved earlier, or stopped
+      auto st = weak.lock();
+      if (!st) return;  // its owner is gone
       st->due = clock::time_point::max();
       st->bell.notify_all();
     });
@@ -45,13 +47,12 @@ class alarm {
   }
 
  private:
-  // Shared with the pending wait, which may complete after the alarm is gone.
+  // Seen weakly by the pending wait, which may complete after the alarm is gone.
   struct state {
     state(executor const& ex, event& e) : timer(ex), bell(e) {}
     steady_timer timer;
     event& bell;
     clock::time_point due = clock::time_point::max();
-    bool gone = false;
   };
   std::shared_ptr<state> state_;
 };
