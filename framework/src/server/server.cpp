@@ -15,9 +15,12 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 
+#include <csignal>
+
 #include <sys/resource.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <charconv>
 #include <optional>
@@ -340,35 +343,47 @@ void server::wait() {
 void server::run_until_signal(std::function<void()> const& on_ready) {
   auto& s = *state_;
   start();
-  asio::signal_set signals(s.threads[0]->ioc, SIGINT, SIGTERM);
-  signals.async_wait([this](error_code ec, int) {
-    if (!ec) stop();
-  });
-  // SIGHUP reloads the certificate and key (TLS only), and keeps listening.
-  asio::signal_set hangup(s.threads[0]->ioc);
-  std::function<void()> wait_hangup;
-  if (s.tls) {
-    hangup.add(SIGHUP);
-    wait_hangup = [this, &hangup, &wait_hangup] {
-      hangup.async_wait([this, &wait_hangup](error_code ec, int) {
-        if (ec) return;
-        reload_tls();
-        wait_hangup();
-      });
-    };
-    wait_hangup();
-  }
-  if (on_ready) on_ready();
+  std::atomic<bool> by_signal{false};
   {
-    std::unique_lock lock(s.done_mutex);
-    s.done_cv.wait(lock, [&] { return s.finished; });
+    asio::signal_set signals(s.threads[0]->ioc, SIGINT, SIGTERM);
+    signals.async_wait([this, &by_signal](error_code ec, int) {
+      if (ec) return;
+      by_signal = true;
+      stop();
+    });
+    // SIGHUP reloads the certificate and key (TLS only), and keeps listening.
+    asio::signal_set hangup(s.threads[0]->ioc);
+    std::function<void()> wait_hangup;
+    if (s.tls) {
+      hangup.add(SIGHUP);
+      wait_hangup = [this, &hangup, &wait_hangup] {
+        hangup.async_wait([this, &wait_hangup](error_code ec, int) {
+          if (ec) return;
+          reload_tls();
+          wait_hangup();
+        });
+      };
+      wait_hangup();
+    }
+    if (on_ready) on_ready();
+    {
+      std::unique_lock lock(s.done_mutex);
+      s.done_cv.wait(lock, [&] { return s.finished; });
+    }
+    // The signal wait is the last work keeping thread 0 alive.
+    asio::post(s.threads[0]->ioc, [&signals, &hangup] {
+      signals.cancel();
+      hangup.cancel();
+    });
+    wait();
   }
-  // The signal wait is the last work keeping thread 0 alive.
-  asio::post(s.threads[0]->ioc, [&signals, &hangup] {
-    signals.cancel();
-    hangup.cancel();
-  });
-  wait();
+  // Asked to terminate, the process is on its way out: a repeated SIGTERM
+  // (a supervisor's second notice) must not turn its clean exit into a kill
+  // once the signal sets have given the default action back.
+  if (by_signal) {
+    std::signal(SIGINT, SIG_IGN);
+    std::signal(SIGTERM, SIG_IGN);
+  }
 }
 
 bool server::draining() const { return state_->draining.load(); }
